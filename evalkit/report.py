@@ -1,0 +1,229 @@
+"""``ROOT/report.html``: one self-contained page (plotly inlined once, thumbnails as data URIs).
+
+Sections: regression alerts; per-checkpoint table; trends across steps coloured by curriculum
+stage with 95 % bootstrap CIs; per-detector score distributions; the worst clips per detector
+with thumbnails at their worst frame; exemplar clips per score band (what a score means);
+errors. Every text taken from the data (paths, prompts, messages) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from evalkit.aggregate import Regression, checkpoint_order, find_regressions, summarize
+from evalkit.layout import STAGES, RootLayout, scan_root
+from evalkit.store import SQLiteStore
+
+log = logging.getLogger(__name__)
+
+_STAGE_COLOURS = dict(zip(STAGES, ["#7f7f7f", "#1f77b4", "#2ca02c", "#ff7f0e", "#d62728"]))
+
+
+def format_summary(summary: Any) -> str:
+    """Plain-text run summary for the terminal (a :class:`evalkit.batch.RunSummary`)."""
+    lines = [f"evalkit run {summary.root}: {summary.computed} results computed, {summary.cached} already stored, "
+             f"{len(summary.errors)} errors"]
+    for problem in summary.problems:
+        lines.append(f"  layout problem: {problem}")
+    for error in summary.errors[:20]:
+        lines.append(f"  error: {error}")
+    if len(summary.errors) > 20:
+        lines.append(f"  ... {len(summary.errors) - 20} more errors (see report)")
+    df = summary.summary
+    if df is not None and len(df):
+        table = df.assign(
+            cell=[f"{m:.3g} [{lo:.3g},{hi:.3g}] {100 * f:.0f}%" if np.isfinite(m) else "n/a"
+                  for m, lo, hi, f in zip(df["mean"], df["ci_low"], df["ci_high"], df["flagged_rate"])]
+        ).pivot(index="checkpoint", columns="detector", values="cell")
+        table = table.reindex(list(dict.fromkeys(df["checkpoint"])))
+        lines.append("mean score [95% CI] flagged% per checkpoint:")
+        lines.append(table.to_string())
+    for regression in summary.regressions:
+        lines.append(regression.message())
+    if summary.report:
+        lines.append(f"report: {summary.report}")
+    return "\n".join(lines)
+
+
+def _thumbnail(path: str, frame: int, max_side: int = 192) -> str | None:
+    """JPEG data URI of frame ``frame`` of ``path`` (None if it cannot be read)."""
+    import cv2
+
+    from evalkit.video import DecodeOptions, decode_video
+
+    try:
+        video = decode_video(path, DecodeOptions(max_side=max_side, max_frames=max(1, frame + 1)))
+    except Exception as exc:  # a thumbnail must never break a report
+        log.warning("%s: no thumbnail (%s)", path, exc)
+        return None
+    image = video.numpy_hwc()[min(frame, video.num_frames - 1)]
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode() if ok else None
+
+
+def _worst_frame(row: pd.Series) -> int:
+    events = row.get("events") or []
+    if events:
+        top = max(events, key=lambda e: e.get("score") or 0)
+        return int(top["start"])
+    return 0
+
+
+def _clip_card(row: pd.Series, prompts: dict[str, str]) -> str:
+    frame = _worst_frame(row)
+    uri = _thumbnail(row["video"], frame)
+    img = f'<img src="{uri}" alt="frame {frame}">' if uri else "<div class=noimg>no thumbnail</div>"
+    prompt = prompts.get(str(row.get("prompt_id")), "")
+    flagged = " flagged" if row.get("flagged") else ""
+    return (f'<div class="card{flagged}">{img}<div><b>{row["score"]:.3g}</b> · {html.escape(str(row["checkpoint"]))} · '
+            f'frame {frame}</div><div class=path>{html.escape(str(row["video"]))}</div>'
+            f'<div class=prompt>{html.escape(prompt)}</div></div>')
+
+
+def _figures(summary: pd.DataFrame, results: pd.DataFrame, checkpoints: pd.DataFrame) -> list[str]:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    out = []
+    detectors = sorted(summary["detector"].unique())
+    if not detectors:
+        return out
+    meta = checkpoints.set_index("name")
+    order = checkpoint_order(checkpoints)
+    x_of = {c: (meta.loc[c, "step"] if c in meta.index and pd.notna(meta.loc[c, "step"]) else i) for i, c in enumerate(order)}
+    trends = make_subplots(rows=len(detectors), cols=1, shared_xaxes=True, subplot_titles=detectors,
+                           vertical_spacing=min(0.08, 0.3 / max(1, len(detectors))))
+    seen_stage: set[str] = set()
+    for r, detector in enumerate(detectors, start=1):
+        part = summary[summary["detector"] == detector]
+        trends.add_trace(go.Scatter(x=[x_of[c] for c in part["checkpoint"]], y=part["mean"], mode="lines",
+                                    line={"color": "#bbbbbb"}, showlegend=False, hoverinfo="skip"), row=r, col=1)
+        for stage in [*STAGES, None]:
+            names = [c for c in part["checkpoint"] if (meta.loc[c, "stage"] if c in meta.index else None) == stage
+                     or (stage is None and (c not in meta.index or pd.isna(meta.loc[c, "stage"])))]
+            sel = part[part["checkpoint"].isin(names)]
+            if sel.empty:
+                continue
+            label = stage or "unknown stage"
+            trends.add_trace(go.Scatter(
+                x=[x_of[c] for c in sel["checkpoint"]], y=sel["mean"], mode="markers", name=label,
+                legendgroup=label, showlegend=label not in seen_stage,
+                marker={"size": 10, "color": _STAGE_COLOURS.get(stage or "", "#9467bd")},
+                error_y={"type": "data", "symmetric": False, "array": sel["ci_high"] - sel["mean"],
+                         "arrayminus": sel["mean"] - sel["ci_low"]},
+                text=sel["checkpoint"], hovertemplate="%{text}: %{y:.3g}<extra>" + label + "</extra>"), row=r, col=1)
+            seen_stage.add(label)
+    trends.update_layout(height=260 * len(detectors), title="Mean score per checkpoint (95% bootstrap CI), by training step",
+                         margin={"t": 60, "b": 30})
+    out.append(trends.to_html(full_html=False, include_plotlyjs=True))
+    dist = make_subplots(rows=1, cols=len(detectors), subplot_titles=detectors)
+    for c, detector in enumerate(detectors, start=1):
+        part = results[results["detector"] == detector]
+        for checkpoint in order:
+            values = part.loc[part["checkpoint"] == checkpoint, "score"].dropna()
+            if len(values):
+                dist.add_trace(go.Box(y=values, name=str(checkpoint), showlegend=False, boxpoints="all",
+                                      jitter=0.3, marker={"size": 4}), row=1, col=c)
+    dist.update_layout(height=380, title="Score distributions per checkpoint", margin={"t": 60, "b": 30})
+    out.append(dist.to_html(full_html=False, include_plotlyjs=False))
+    return out
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:13px}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f4f4f4}.alert{background:#fde2e1;
+border-left:4px solid #d62728;padding:8px;margin:6px 0}.cards{display:flex;flex-wrap:wrap;gap:10px}.card{width:200px;
+font-size:12px;border:1px solid #ddd;padding:4px}.card.flagged{border-color:#d62728}.card img{max-width:192px}
+.path{color:#666;word-break:break-all}.prompt{font-style:italic}.err{font-family:monospace;font-size:12px}"""
+
+
+def write_report(
+    root: str | Path,
+    store: SQLiteStore | None = None,
+    layout: RootLayout | None = None,
+    detectors: Sequence[Any] | None = None,
+    results: pd.DataFrame | None = None,
+    regressions: list[Regression] | None = None,
+    worst_n: int = 6,
+) -> Path:
+    """Write ``ROOT/report.html`` from the store and return its path."""
+    from evalkit.batch import checkpoints_frame
+    from evalkit.registry import detector_class
+
+    root = Path(root)
+    layout = layout or scan_root(root)
+    own_store = store is None
+    store = store or SQLiteStore.for_root(root)
+    try:
+        if results is None:
+            results = store.results_frame()
+            present = {i.path for i in layout.items}
+            results = results[results["video"].isin(present)]
+        errors = store.errors_frame()
+    finally:
+        if own_store:
+            store.close()
+    checkpoints = checkpoints_frame(layout)
+    order = checkpoint_order(checkpoints)
+    summary = summarize(results, order)
+    if regressions is None:
+        hiw = {}
+        for name in results["detector"].unique():
+            try:
+                hiw[name] = bool(detector_class(name).higher_is_worse)
+            except Exception:
+                hiw[name] = True
+        regressions = find_regressions(results, order, hiw)
+    prompts = {k: v.prompt for k, v in layout.prompts.items()}
+    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>evalkit report: {html.escape(root.name)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>evalkit report: {html.escape(str(root))}</h1>"]
+    parts.append(f"<p>{len(layout.checkpoints)} checkpoints, {len(layout.items)} videos, {len(results)} stored results, "
+                 f"{len(errors)} errors recorded.</p>")
+    if regressions:
+        parts.append("<h2>Regression alerts</h2>" + "".join(f"<div class=alert>{html.escape(r.message())}</div>" for r in regressions))
+    for problem in layout.problems:
+        parts.append(f"<div class=alert>layout problem: {html.escape(str(problem))}</div>")
+    if len(summary):
+        meta = checkpoints.set_index("name")
+        table = summary.assign(
+            stage=[meta.loc[c, "stage"] if c in meta.index else None for c in summary["checkpoint"]],
+            step=[meta.loc[c, "step"] if c in meta.index else None for c in summary["checkpoint"]],
+        )
+        parts.append("<h2>Per checkpoint</h2>" + table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", escape=True))
+        parts.extend(_figures(summary, results, checkpoints))
+        parts.append("<h2>Worst clips per detector</h2>")
+        for detector, part in results.groupby("detector"):
+            try:
+                higher_is_worse = bool(detector_class(detector).higher_is_worse)
+                meaning = detector_class(detector).score_meaning
+            except Exception:
+                higher_is_worse, meaning = True, ""
+            part = part.dropna(subset=["score"]).sort_values("score", ascending=not higher_is_worse)
+            parts.append(f"<h3>{html.escape(str(detector))}</h3><p>{html.escape(meaning)}</p><div class=cards>")
+            parts.extend(_clip_card(row, prompts) for _, row in part.head(worst_n).iterrows())
+            parts.append("</div>")
+            if len(part) >= 3:
+                parts.append("<p>Exemplars per score band (low / middle / high third):</p><div class=cards>")
+                scores = part["score"].to_numpy(float)
+                for low, high in ((0, 1 / 3), (1 / 3, 2 / 3), (2 / 3, 1)):
+                    lo, hi = np.quantile(scores, [low, high])
+                    band = part[(part["score"] >= lo) & (part["score"] <= hi)]
+                    if len(band):
+                        mid = band.iloc[(band["score"] - band["score"].median()).abs().argsort().iloc[0]]
+                        parts.append(_clip_card(mid, prompts))
+                parts.append("</div>")
+    if len(errors):
+        parts.append("<h2>Errors</h2>" + "".join(
+            f"<div class=err>{html.escape(str(e.detector))}: {html.escape(str(e.message))}</div>" for e in errors.itertuples()))
+    parts.append("</body></html>")
+    path = root / "report.html"
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    tmp.replace(path)  # readers never see a half-written report
+    return path

@@ -1,0 +1,317 @@
+"""The runner: decode each video once, compute shared inputs once, run every detector.
+
+For each chunk of videos it hashes the files, skips (video, detector, version, config) keys
+already in the store, decodes what is left once, sends frames to the landmark worker pool when
+any pending detector needs face or pose, runs frame-only detectors while the workers are busy,
+then the landmark detectors. Each result is written to the store as soon as it exists. A bad
+video or a detector failure becomes an error outcome naming the file; the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evalkit._types import DetectorResult, FaceTrack, PoseTrack, Video, VideoInputs
+from evalkit.detector import Detector
+from evalkit.errors import EvalkitError, VideoDecodeError
+from evalkit.landmarks import LandmarkOptions, LandmarkPool
+from evalkit.layout import VideoItem
+from evalkit.registry import available_detectors, canonical_name, detector_class, get_detector
+from evalkit.store import ItemRecord, ResultKey, ResultStore
+from evalkit.video import DecodeOptions, content_hash, decode_video
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """One (video, detector) answer of a run: a result, an error, or "already stored"."""
+
+    item: VideoItem
+    detector: str
+    result: DetectorResult | None = None
+    error: str | None = None
+    cached: bool = False
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSONL contract: ``{"video", "detector", "score", "flagged", "events", "stats"}``,
+        or ``{"video", "detector", "error"}``."""
+        record: dict[str, Any] = {"video": self.item.path, "detector": self.detector}
+        if self.error is not None:
+            record["error"] = self.error
+        elif self.result is not None:
+            record.update(self.result.to_record())
+        return record
+
+
+@dataclass
+class _Job:
+    item: VideoItem
+    digest: str
+    todo: list[Detector]
+    video: Video | None = None
+    landmarks: Future | None = None
+    face: FaceTrack | None = None
+    pose: PoseTrack | None = None
+    landmark_error: str | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_detectors(
+    names: Sequence[str] | None = None, device: str = "cpu", config: dict[str, dict[str, Any]] | None = None
+) -> list[Detector]:
+    """Instantiate detectors by name (aliases allowed). ``None`` means every built-in and plug-in
+    detector that can run here; detectors that cannot (missing weights) are left out with a log
+    line. A name given explicitly fails at once if unknown or unavailable.
+
+    Raises:
+        UnknownDetectorError: a name is not registered (with suggestions).
+        EvalkitError: an explicitly named detector cannot run here (says why).
+    """
+    config = config or {}
+    explicit = names is not None
+    chosen = [canonical_name(n) for n in names] if explicit else available_detectors()
+    for key in config:
+        canonical_name(key)  # a typo in --set fails as loudly as one in --detectors
+    detectors = []
+    for name in dict.fromkeys(chosen):
+        cls = detector_class(name)
+        reason = cls.unavailable_reason() if hasattr(cls, "unavailable_reason") else None
+        if reason:
+            if explicit:
+                raise EvalkitError(f"detector {name!r} cannot run here: {reason}")
+            log.info("skipping detector %s: %s", name, reason)
+            continue
+        detectors.append(get_detector(name, device=device, **config.get(name, {})))
+    return detectors
+
+
+def _key(digest: str, detector: Detector) -> ResultKey:
+    return ResultKey(digest, detector.name, str(detector.version), detector.config_hash)
+
+
+def _needs_landmarks(detector: Detector) -> bool:
+    return bool({"face", "pose"} & set(detector.requires))
+
+
+def _chunks(items: Sequence[VideoItem], size: int) -> Iterator[Sequence[VideoItem]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Runner:
+    """Evaluates videos with a set of detectors, optionally resuming from a store.
+
+    Args:
+        detectors: instances (see :func:`resolve_detectors`).
+        decode: how every video is decoded, once, for all detectors.
+        workers: landmark worker processes (``0``: in this process; ``None``: one per core, <= 4).
+        batch_size: videos decoded and scored together (memory grows with it).
+    """
+
+    def __init__(
+        self,
+        detectors: Sequence[Detector],
+        decode: DecodeOptions = DecodeOptions(),
+        workers: int | None = None,
+        batch_size: int = 4,
+        landmark_options: LandmarkOptions = LandmarkOptions(),
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+        self.detectors = list(detectors)
+        self.decode = decode
+        self.batch_size = batch_size
+        self.pool = LandmarkPool(workers, landmark_options)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, items: Iterable[VideoItem], store: ResultStore | None = None, progress: bool = False) -> Iterator[Outcome]:
+        """Yield one :class:`Outcome` per (item, detector), in chunk order."""
+        items = list(items)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(items), unit="video", desc="evalkit")
+        try:
+            for chunk in _chunks(items, self.batch_size):
+                yield from self._run_chunk(chunk, store)
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _run_chunk(self, chunk: Sequence[VideoItem], store: ResultStore | None) -> Iterator[Outcome]:
+        jobs: list[_Job] = []
+        for item in chunk:
+            try:
+                digest = content_hash(item.path)
+            except VideoDecodeError as exc:
+                yield from self._fail_all(item, self.detectors, str(exc), store)
+                continue
+            todo = [d for d in self.detectors if store is None or not store.has_result(_key(digest, d))]
+            for detector in self.detectors:
+                if detector not in todo:
+                    yield Outcome(item, detector.name, cached=True)
+            if store is not None and not todo:
+                store.put_item(ItemRecord(item.path, digest, item.checkpoint, item.prompt_id, item.seed))
+            if todo:
+                jobs.append(_Job(item, digest, todo))
+
+        decoded: list[_Job] = []
+        for job in jobs:
+            try:
+                job.video = decode_video(job.item.path, self.decode, job.digest)
+            except VideoDecodeError as exc:
+                yield from self._fail_all(job.item, job.todo, str(exc), store)
+                continue
+            video = job.video
+            if store is not None:
+                store.put_item(ItemRecord(
+                    job.item.path, job.digest, job.item.checkpoint, job.item.prompt_id, job.item.seed,
+                    video.num_frames, video.fps, video.size[0], video.size[1],
+                ))
+            need_face = any("face" in d.requires for d in job.todo)
+            need_pose = any("pose" in d.requires for d in job.todo)
+            if need_face or need_pose:
+                job.landmarks = self.pool.submit(video.numpy_hwc(), need_face, need_pose)
+            decoded.append(job)
+
+        # Frame-only detectors run while the landmark workers are busy.
+        for detector in self.detectors:
+            if not _needs_landmarks(detector):
+                yield from self._score(detector, [j for j in decoded if detector in j.todo], store)
+        for job in decoded:
+            if job.landmarks is None:
+                continue
+            try:
+                job.face, job.pose = job.landmarks.result()
+            except Exception as exc:  # a crashed worker must not end the run
+                job.landmark_error = f"{job.item.path}: landmark extraction failed ({type(exc).__name__}: {exc})"
+                log.error(job.landmark_error)
+        for detector in self.detectors:
+            if _needs_landmarks(detector):
+                group = [j for j in decoded if detector in j.todo]
+                for job in group:
+                    if job.landmark_error:
+                        yield self._error(job.item, detector.name, job.landmark_error, store)
+                yield from self._score(detector, [j for j in group if not j.landmark_error], store)
+
+    def _score(self, detector: Detector, jobs: list[_Job], store: ResultStore | None) -> Iterator[Outcome]:
+        if not jobs:
+            return
+        inputs = [VideoInputs(j.video, j.face, j.pose, j.item.prompt) for j in jobs]  # type: ignore[arg-type]
+        try:
+            results: list[DetectorResult | Exception] = list(detector.score_batch(inputs))
+        except Exception:
+            if len(jobs) == 1:
+                results = [self._safe_one(detector, inputs[0])]
+            else:  # isolate the video that broke the batch
+                results = [self._safe_one(detector, x) for x in inputs]
+        for job, result in zip(jobs, results):
+            if isinstance(result, Exception):
+                message = f"{job.item.path}: detector {detector.name} failed ({type(result).__name__}: {result})"
+                yield self._error(job.item, detector.name, message, store)
+                continue
+            result = result.remap_frames(job.video.frame_indices)  # type: ignore[union-attr]
+            if store is not None:
+                store.put_result(_key(job.digest, detector), result)
+            yield Outcome(job.item, detector.name, result)
+
+    @staticmethod
+    def _safe_one(detector: Detector, inputs: VideoInputs) -> DetectorResult | Exception:
+        try:
+            return detector.score_batch([inputs])[0]
+        except Exception as exc:
+            log.exception("%s: detector %s failed", inputs.video.path, detector.name)
+            return exc
+
+    def _fail_all(self, item: VideoItem, detectors: Sequence[Detector], message: str, store: ResultStore | None) -> Iterator[Outcome]:
+        log.error(message)
+        for detector in detectors:
+            yield self._error(item, detector.name, message, store, quiet=True)
+
+    @staticmethod
+    def _error(item: VideoItem, detector: str, message: str, store: ResultStore | None, quiet: bool = False) -> Outcome:
+        if not quiet:
+            log.error(message)
+        if store is not None:
+            store.put_error(item.path, detector, message, item.checkpoint)
+        return Outcome(item, detector, error=message)
+
+
+def outcomes_frame(outcomes: Iterable[Outcome]) -> pd.DataFrame:
+    """Outcomes as a DataFrame: video, detector, score, flagged, events, stats, series, error."""
+    rows = []
+    for o in outcomes:
+        r = o.result
+        rows.append({
+            "video": o.item.path,
+            "checkpoint": o.item.checkpoint,
+            "prompt_id": o.item.prompt_id,
+            "detector": o.detector,
+            "score": None if r is None else r.score,
+            "flagged": None if r is None else bool(r.flagged),
+            "events": None if r is None else [e.to_dict() for e in r.events],
+            "stats": None if r is None else r.stats,
+            "series": None if r is None else r.series,
+            "error": o.error,
+        })
+    columns = ["video", "checkpoint", "prompt_id", "detector", "score", "flagged", "events", "stats", "series", "error"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def score(
+    paths: str | Path | Sequence[str | Path],
+    detectors: Sequence[str] | str | None = None,
+    prompts: str | dict[str, str] | None = None,
+    device: str = "cpu",
+    workers: int | None = 0,
+    decode: DecodeOptions = DecodeOptions(),
+    config: dict[str, dict[str, Any]] | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Score video files; one row per (video, detector).
+
+    Args:
+        paths: video file(s).
+        detectors: names (``"confetti"`` or ``["blink", "motion"]``); None: all available.
+        prompts: one prompt for every video, or ``{prompt_id (file stem): prompt}``.
+        device: ``"cpu"`` or ``"cuda"`` for the batched tensor work.
+        workers: landmark worker processes (0: in this process, the quickest for a few clips).
+        config: per-detector options, ``{"confetti": {"threshold": 0.4}}``.
+
+    Returns:
+        DataFrame with columns video, checkpoint, prompt_id, detector, score, flagged, events,
+        stats, series (``(T,)`` numpy), error. Unreadable videos give rows with ``error`` set.
+    """
+    from evalkit.layout import parse_video_name
+
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if isinstance(detectors, str):
+        detectors = [detectors]
+    instances = resolve_detectors(detectors, device=device, config=config)
+    items = []
+    for p in paths:
+        prompt_id, seed = parse_video_name(p)
+        text = prompts if isinstance(prompts, str) else (prompts or {}).get(prompt_id)
+        items.append(VideoItem(str(p), None, prompt_id, seed, text))
+    with Runner(instances, decode=decode, workers=workers) as runner:
+        return outcomes_frame(runner.run(items, progress=progress))
