@@ -18,8 +18,8 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m evalkit.datasets.demo --root demo
-	$(VENV)/bin/evalkit run demo
-	$(VENV)/bin/evalkit summary demo
+	# exit 3 means a regression alert: the demo shows it, it is not a failure of the demo
+	$(VENV)/bin/evalkit run demo || [ $$? -eq 3 ]
 
 test: $(STAMP)
 	$(PY) -m pytest tests
