@@ -119,8 +119,8 @@ def run_root(
             if write_report:
                 from evalkit.report import write_report as _write
 
-                summary.report = _write(root, store=store, layout=layout, detectors=instances,
-                                        results=results, regressions=summary.regressions)
+                summary.report = _write(root, store=store, layout=layout, results=results,
+                                        regressions=summary.regressions)
     finally:
         lock.release()
     return summary

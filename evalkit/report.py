@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import html
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,7 +88,8 @@ def _clip_card(row: pd.Series, prompts: dict[str, str]) -> str:
             f'<div class=prompt>{html.escape(prompt)}</div></div>')
 
 
-def _figures(summary: pd.DataFrame, results: pd.DataFrame, checkpoints: pd.DataFrame) -> list[str]:
+def figures(summary: pd.DataFrame, results: pd.DataFrame, checkpoints: pd.DataFrame) -> list[Any]:
+    """Plotly figures: trends across steps coloured by stage (with CIs), score distributions."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -122,7 +124,7 @@ def _figures(summary: pd.DataFrame, results: pd.DataFrame, checkpoints: pd.DataF
             seen_stage.add(label)
     trends.update_layout(height=260 * len(detectors), title="Mean score per checkpoint (95% bootstrap CI), by training step",
                          margin={"t": 60, "b": 30})
-    out.append(trends.to_html(full_html=False, include_plotlyjs=True))
+    out.append(trends)
     dist = make_subplots(rows=1, cols=len(detectors), subplot_titles=detectors)
     for c, detector in enumerate(detectors, start=1):
         part = results[results["detector"] == detector]
@@ -132,7 +134,7 @@ def _figures(summary: pd.DataFrame, results: pd.DataFrame, checkpoints: pd.DataF
                 dist.add_trace(go.Box(y=values, name=str(checkpoint), showlegend=False, boxpoints="all",
                                       jitter=0.3, marker={"size": 4}), row=1, col=c)
     dist.update_layout(height=380, title="Score distributions per checkpoint", margin={"t": 60, "b": 30})
-    out.append(dist.to_html(full_html=False, include_plotlyjs=False))
+    out.append(dist)
     return out
 
 
@@ -143,18 +145,54 @@ font-size:12px;border:1px solid #ddd;padding:4px}.card.flagged{border-color:#d62
 .path{color:#666;word-break:break-all}.prompt{font-style:italic}.err{font-family:monospace;font-size:12px}"""
 
 
-def write_report(
-    root: str | Path,
-    store: SQLiteStore | None = None,
-    layout: RootLayout | None = None,
-    detectors: Sequence[Any] | None = None,
-    results: pd.DataFrame | None = None,
-    regressions: list[Regression] | None = None,
-    worst_n: int = 6,
-) -> Path:
-    """Write ``ROOT/report.html`` from the store and return its path."""
-    from evalkit.batch import checkpoints_frame
+@dataclass
+class Dashboard:
+    """Everything the report shows, as data: for notebooks (papermill) and for the HTML page."""
+
+    root: Path
+    layout: RootLayout
+    checkpoints: pd.DataFrame
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    regressions: list[Regression]
+    errors: pd.DataFrame
+
+    def figures(self) -> list[Any]:
+        return figures(self.summary, self.results, self.checkpoints)
+
+    def worst_clips(self, detector: str, n: int = 6) -> pd.DataFrame:
+        """The ``n`` worst clips of ``detector`` (by its own direction)."""
+        part = self.results[self.results["detector"] == detector].dropna(subset=["score"])
+        return part.sort_values("score", ascending=not _higher_is_worse(detector)).head(n)
+
+    def _repr_html_(self) -> str:
+        return self.summary.to_html(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def _higher_is_worse(detector: str) -> bool:
     from evalkit.registry import detector_class
+
+    try:
+        return bool(detector_class(detector).higher_is_worse)
+    except Exception:  # a detector no longer installed: assume the common direction
+        return True
+
+
+def _score_meaning(detector: str) -> str:
+    from evalkit.registry import detector_class
+
+    try:
+        return str(detector_class(detector).score_meaning)
+    except Exception:
+        return ""
+
+
+def load_dashboard(
+    root: str | Path, store: SQLiteStore | None = None, layout: RootLayout | None = None,
+    results: pd.DataFrame | None = None, regressions: list[Regression] | None = None,
+) -> Dashboard:
+    """Read a checkpoint root's store into a :class:`Dashboard`."""
+    from evalkit.batch import checkpoints_frame
 
     root = Path(root)
     layout = layout or scan_root(root)
@@ -173,20 +211,29 @@ def write_report(
     order = checkpoint_order(checkpoints)
     summary = summarize(results, order)
     if regressions is None:
-        hiw = {}
-        for name in results["detector"].unique():
-            try:
-                hiw[name] = bool(detector_class(name).higher_is_worse)
-            except Exception:
-                hiw[name] = True
-        regressions = find_regressions(results, order, hiw)
+        regressions = find_regressions(results, order, {d: _higher_is_worse(d) for d in results["detector"].unique()})
+    return Dashboard(root, layout, checkpoints, results, summary, regressions, errors)
+
+
+def write_report(
+    root: str | Path,
+    store: SQLiteStore | None = None,
+    layout: RootLayout | None = None,
+    results: pd.DataFrame | None = None,
+    regressions: list[Regression] | None = None,
+    worst_n: int = 6,
+) -> Path:
+    """Write ``ROOT/report.html`` from the store and return its path."""
+    board = load_dashboard(root, store=store, layout=layout, results=results, regressions=regressions)
+    root, layout, results, summary, checkpoints = board.root, board.layout, board.results, board.summary, board.checkpoints
     prompts = {k: v.prompt for k, v in layout.prompts.items()}
     parts = [f"<!doctype html><html><head><meta charset=utf-8><title>evalkit report: {html.escape(root.name)}</title>"
              f"<style>{_CSS}</style></head><body><h1>evalkit report: {html.escape(str(root))}</h1>"]
     parts.append(f"<p>{len(layout.checkpoints)} checkpoints, {len(layout.items)} videos, {len(results)} stored results, "
-                 f"{len(errors)} errors recorded.</p>")
-    if regressions:
-        parts.append("<h2>Regression alerts</h2>" + "".join(f"<div class=alert>{html.escape(r.message())}</div>" for r in regressions))
+                 f"{len(board.errors)} errors recorded.</p>")
+    if board.regressions:
+        parts.append("<h2>Regression alerts</h2>" + "".join(
+            f"<div class=alert>{html.escape(r.message())}</div>" for r in board.regressions))
     for problem in layout.problems:
         parts.append(f"<div class=alert>layout problem: {html.escape(str(problem))}</div>")
     if len(summary):
@@ -196,20 +243,17 @@ def write_report(
             step=[meta.loc[c, "step"] if c in meta.index else None for c in summary["checkpoint"]],
         )
         parts.append("<h2>Per checkpoint</h2>" + table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", escape=True))
-        parts.extend(_figures(summary, results, checkpoints))
+        for i, fig in enumerate(board.figures()):
+            parts.append(fig.to_html(full_html=False, include_plotlyjs=i == 0))  # plotly.js inlined once
         parts.append("<h2>Worst clips per detector</h2>")
-        for detector, part in results.groupby("detector"):
-            try:
-                higher_is_worse = bool(detector_class(detector).higher_is_worse)
-                meaning = detector_class(detector).score_meaning
-            except Exception:
-                higher_is_worse, meaning = True, ""
-            part = part.dropna(subset=["score"]).sort_values("score", ascending=not higher_is_worse)
-            parts.append(f"<h3>{html.escape(str(detector))}</h3><p>{html.escape(meaning)}</p><div class=cards>")
-            parts.extend(_clip_card(row, prompts) for _, row in part.head(worst_n).iterrows())
+        for detector in sorted(results["detector"].unique()):
+            worst = board.worst_clips(detector, worst_n)
+            parts.append(f"<h3>{html.escape(str(detector))}</h3><p>{html.escape(_score_meaning(detector))}</p><div class=cards>")
+            parts.extend(_clip_card(row, prompts) for _, row in worst.iterrows())
             parts.append("</div>")
+            part = results[results["detector"] == detector].dropna(subset=["score"])
             if len(part) >= 3:
-                parts.append("<p>Exemplars per score band (low / middle / high third):</p><div class=cards>")
+                parts.append("<p>Exemplars per score band (low / middle / high third): what a score looks like.</p><div class=cards>")
                 scores = part["score"].to_numpy(float)
                 for low, high in ((0, 1 / 3), (1 / 3, 2 / 3), (2 / 3, 1)):
                     lo, hi = np.quantile(scores, [low, high])
@@ -218,9 +262,9 @@ def write_report(
                         mid = band.iloc[(band["score"] - band["score"].median()).abs().argsort().iloc[0]]
                         parts.append(_clip_card(mid, prompts))
                 parts.append("</div>")
-    if len(errors):
+    if len(board.errors):
         parts.append("<h2>Errors</h2>" + "".join(
-            f"<div class=err>{html.escape(str(e.detector))}: {html.escape(str(e.message))}</div>" for e in errors.itertuples()))
+            f"<div class=err>{html.escape(str(e.detector))}: {html.escape(str(e.message))}</div>" for e in board.errors.itertuples()))
     parts.append("</body></html>")
     path = root / "report.html"
     tmp = path.with_suffix(".html.tmp")
