@@ -24,7 +24,7 @@ from evalkit.errors import EvalkitError, VideoDecodeError
 from evalkit.landmarks import LandmarkOptions, LandmarkPool
 from evalkit.layout import VideoItem
 from evalkit.registry import available_detectors, canonical_name, detector_class, get_detector
-from evalkit.store import ItemRecord, ResultKey, ResultStore
+from evalkit.store import ItemRecord, ResultKey, ResultStore, prompt_digest
 from evalkit.video import DecodeOptions, content_hash, decode_video
 
 log = logging.getLogger(__name__)
@@ -93,12 +93,18 @@ def resolve_detectors(
     return detectors
 
 
-def _key(digest: str, detector: Detector) -> ResultKey:
-    return ResultKey(digest, detector.name, str(detector.version), detector.config_hash)
+def _key(digest: str, detector: Detector, prompt: str | None) -> ResultKey:
+    # A prompt-reading detector's result belongs to (video, prompt), not to the video alone.
+    prompt_hash = prompt_digest(prompt) if "prompt" in detector.requires else ""
+    return ResultKey(digest, detector.name, str(detector.version), detector.config_hash, prompt_hash)
 
 
 def _needs_landmarks(detector: Detector) -> bool:
     return bool({"face", "pose"} & set(detector.requires))
+
+
+def _by_name(detectors: Sequence[Detector], name: str) -> Detector:
+    return next(d for d in detectors if d.name == name)
 
 
 def _chunks(items: Sequence[VideoItem], size: int) -> Iterator[Sequence[VideoItem]]:
@@ -164,44 +170,60 @@ class Runner:
 
     def _run_chunk(self, chunk: Sequence[VideoItem], store: ResultStore | None) -> Iterator[Outcome]:
         jobs: list[_Job] = []
+        produced: dict[ResultKey, Outcome] = {}  # key -> the outcome computed for it in this chunk
+        followers: list[tuple[VideoItem, str, Detector, ResultKey]] = []  # same file (and prompt) again
         for item in chunk:
             try:
                 digest = content_hash(item.path)
             except VideoDecodeError as exc:
                 yield from self._fail_all(item, self.detectors, str(exc), store)
                 continue
-            todo = [d for d in self.detectors if store is None or not store.has_result(_key(digest, d))]
-            for detector in self.detectors:
-                if detector not in todo:
-                    yield Outcome(item, detector.name, cached=True)
+            todo = []
+            for d in self.detectors:
+                key = _key(digest, d, item.prompt)
+                if key in produced:
+                    followers.append((item, digest, d, key))
+                elif store is not None and store.has_result(key):
+                    yield Outcome(item, d.name, cached=True)
+                else:
+                    produced[key] = Outcome(item, d.name, error="not computed")  # placeholder, filled below
+                    todo.append(d)
             if store is not None and not todo:
-                store.put_item(ItemRecord(item.path, digest, item.checkpoint, item.prompt_id, item.seed))
+                store.put_item(ItemRecord(item.path, digest, item.checkpoint, item.prompt_id, item.seed,
+                                          prompt_hash=prompt_digest(item.prompt)))
             if todo:
                 jobs.append(_Job(item, digest, todo))
 
         decoded: list[_Job] = []
+        meta: dict[str, tuple[int, float, int, int]] = {}
         for job in jobs:
             try:
                 job.video = decode_video(job.item.path, self.decode, job.digest)
             except VideoDecodeError as exc:
-                yield from self._fail_all(job.item, job.todo, str(exc), store)
+                for outcome in self._fail_all(job.item, job.todo, str(exc), store):
+                    produced[_key(job.digest, _by_name(job.todo, outcome.detector), job.item.prompt)] = outcome
+                    yield outcome
                 continue
             video = job.video
+            meta[job.digest] = (video.num_frames, video.fps, video.size[0], video.size[1])
             if store is not None:
-                store.put_item(ItemRecord(
-                    job.item.path, job.digest, job.item.checkpoint, job.item.prompt_id, job.item.seed,
-                    video.num_frames, video.fps, video.size[0], video.size[1],
-                ))
+                store.put_item(ItemRecord(job.item.path, job.digest, job.item.checkpoint, job.item.prompt_id,
+                                          job.item.seed, *meta[job.digest], prompt_digest(job.item.prompt)))
             need_face = any("face" in d.requires for d in job.todo)
             need_pose = any("pose" in d.requires for d in job.todo)
             if need_face or need_pose:
                 job.landmarks = self.pool.submit(video.numpy_hwc(), need_face, need_pose)
             decoded.append(job)
 
+        def record(outcomes: Iterator[tuple[_Job, Outcome]], detector: Detector) -> Iterator[Outcome]:
+            for job, outcome in outcomes:
+                produced[_key(job.digest, detector, job.item.prompt)] = outcome
+                yield outcome
+
         # Frame-only detectors run while the landmark workers are busy.
         for detector in self.detectors:
             if not _needs_landmarks(detector):
-                yield from self._score(detector, [j for j in decoded if detector in j.todo], store)
+                yield from record(self._score(detector, [j for j in decoded if detector in j.todo], store), detector)
         for job in decoded:
             if job.landmarks is None:
                 continue
@@ -213,12 +235,20 @@ class Runner:
         for detector in self.detectors:
             if _needs_landmarks(detector):
                 group = [j for j in decoded if detector in j.todo]
-                for job in group:
-                    if job.landmark_error:
-                        yield self._error(job.item, detector.name, job.landmark_error, store)
-                yield from self._score(detector, [j for j in group if not j.landmark_error], store)
+                failed = [(j, self._error(j.item, detector.name, j.landmark_error, store)) for j in group if j.landmark_error]
+                yield from record(iter(failed), detector)
+                yield from record(self._score(detector, [j for j in group if not j.landmark_error], store), detector)
 
-    def _score(self, detector: Detector, jobs: list[_Job], store: ResultStore | None) -> Iterator[Outcome]:
+        for item, digest, detector, key in followers:
+            origin = produced[key]
+            if store is not None:
+                store.put_item(ItemRecord(item.path, digest, item.checkpoint, item.prompt_id, item.seed,
+                                          *meta.get(digest, (None, None, None, None)), prompt_digest(item.prompt)))
+                if origin.error is not None:
+                    store.put_error(item.path, detector.name, origin.error, item.checkpoint)
+            yield Outcome(item, detector.name, result=origin.result, error=origin.error, cached=origin.error is None)
+
+    def _score(self, detector: Detector, jobs: list[_Job], store: ResultStore | None) -> Iterator[tuple[_Job, Outcome]]:
         if not jobs:
             return
         inputs = [VideoInputs(j.video, j.face, j.pose, j.item.prompt) for j in jobs]  # type: ignore[arg-type]
@@ -232,12 +262,12 @@ class Runner:
         for job, result in zip(jobs, results):
             if isinstance(result, Exception):
                 message = f"{job.item.path}: detector {detector.name} failed ({type(result).__name__}: {result})"
-                yield self._error(job.item, detector.name, message, store)
+                yield job, self._error(job.item, detector.name, message, store)
                 continue
             result = result.remap_frames(job.video.frame_indices)  # type: ignore[union-attr]
             if store is not None:
-                store.put_result(_key(job.digest, detector), result)
-            yield Outcome(job.item, detector.name, result)
+                store.put_result(_key(job.digest, detector, job.item.prompt), result)
+            yield job, Outcome(job.item, detector.name, result)
 
     @staticmethod
     def _safe_one(detector: Detector, inputs: VideoInputs) -> DetectorResult | Exception:

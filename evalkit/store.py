@@ -11,6 +11,7 @@ is the only backend today.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import sqlite3
@@ -30,10 +31,22 @@ DEFAULT_DB_NAME = "evalkit.db"
 
 @dataclass(frozen=True)
 class ResultKey:
+    """What produced a result. ``prompt_hash`` is ``""`` for detectors that do not read the
+    prompt (the result holds for every item with that video) and :func:`prompt_digest` of the
+    prompt for those that do (the same video under another prompt is another result)."""
+
     video_hash: str
     detector: str
     version: str
     config_hash: str
+    prompt_hash: str = ""
+
+
+def prompt_digest(prompt: str | None) -> str:
+    """Stable short hash of a prompt; ``"-"`` for no prompt."""
+    if prompt is None:
+        return "-"
+    return hashlib.blake2b(prompt.encode("utf-8"), digest_size=8).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,7 @@ class ItemRecord:
     fps: float | None = None
     width: int | None = None
     height: int | None = None
+    prompt_hash: str = "-"
 
 
 class ResultStore(Protocol):
@@ -65,12 +79,13 @@ class ResultStore(Protocol):
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     path TEXT PRIMARY KEY, video_hash TEXT NOT NULL, checkpoint TEXT, prompt_id TEXT, seed INTEGER,
-    num_frames INTEGER, fps REAL, width INTEGER, height INTEGER, updated REAL);
+    num_frames INTEGER, fps REAL, width INTEGER, height INTEGER, updated REAL, prompt_hash TEXT NOT NULL DEFAULT '-');
 CREATE INDEX IF NOT EXISTS items_hash ON items(video_hash);
 CREATE TABLE IF NOT EXISTS results (
     video_hash TEXT NOT NULL, detector TEXT NOT NULL, version TEXT NOT NULL, config_hash TEXT NOT NULL,
     score REAL, flagged INTEGER, events TEXT, stats TEXT, series BLOB, maps BLOB, created REAL,
-    PRIMARY KEY (video_hash, detector, version, config_hash));
+    prompt_hash TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (video_hash, detector, version, config_hash, prompt_hash));
 CREATE TABLE IF NOT EXISTS errors (
     id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT, checkpoint TEXT, detector TEXT, message TEXT, created REAL);
 CREATE TABLE IF NOT EXISTS labels (
@@ -129,14 +144,15 @@ class SQLiteStore:
     def has_result(self, key: ResultKey) -> bool:
         with self._lock:
             row = self._conn.execute(
-                "SELECT 1 FROM results WHERE video_hash=? AND detector=? AND version=? AND config_hash=?",
-                (key.video_hash, key.detector, key.version, key.config_hash),
+                "SELECT 1 FROM results WHERE video_hash=? AND detector=? AND version=? AND config_hash=? "
+                "AND prompt_hash=?",
+                (key.video_hash, key.detector, key.version, key.config_hash, key.prompt_hash),
             ).fetchone()
         return row is not None
 
     def put_result(self, key: ResultKey, result: DetectorResult) -> None:
         self._write(
-            "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 key.video_hash, key.detector, key.version, key.config_hash,
                 None if not np.isfinite(result.score) else float(result.score),
@@ -146,6 +162,7 @@ class SQLiteStore:
                 _array_to_blob(np.asarray(result.series, np.float32)),
                 _array_to_blob(None if result.maps is None else np.asarray(result.maps, np.float16)),
                 time.time(),
+                key.prompt_hash,
             ),
         )
 
@@ -153,8 +170,8 @@ class SQLiteStore:
         with self._lock:
             row = self._conn.execute(
                 "SELECT score, flagged, events, stats, series, maps FROM results "
-                "WHERE video_hash=? AND detector=? AND version=? AND config_hash=?",
-                (key.video_hash, key.detector, key.version, key.config_hash),
+                "WHERE video_hash=? AND detector=? AND version=? AND config_hash=? AND prompt_hash=?",
+                (key.video_hash, key.detector, key.version, key.config_hash, key.prompt_hash),
             ).fetchone()
         return None if row is None else _row_to_result(row)
 
@@ -171,9 +188,9 @@ class SQLiteStore:
     # items and errors --------------------------------------------------------------------
     def put_item(self, item: ItemRecord) -> None:
         self._write(
-            "INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (item.path, item.video_hash, item.checkpoint, item.prompt_id, item.seed,
-             item.num_frames, item.fps, item.width, item.height, time.time()),
+             item.num_frames, item.fps, item.width, item.height, time.time(), item.prompt_hash),
         )
 
     def put_error(self, path: str, detector: str, message: str, checkpoint: str | None = None) -> None:
@@ -207,7 +224,8 @@ class SQLiteStore:
         sql = (
             "SELECT i.path AS video, i.checkpoint, i.prompt_id, i.seed, i.video_hash, r.detector, r.version, "
             "r.config_hash, r.score, r.flagged, r.events, r.stats, r.created, i.num_frames, i.fps, i.width, "
-            f"i.height{arrays} FROM items i JOIN results r ON r.video_hash = i.video_hash WHERE 1=1"
+            f"i.height{arrays} FROM items i JOIN results r ON r.video_hash = i.video_hash "
+            "AND (r.prompt_hash = '' OR r.prompt_hash = i.prompt_hash) WHERE 1=1"
         )
         params: list[Any] = []
         if checkpoint is not None:

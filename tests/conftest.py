@@ -19,20 +19,23 @@ def clips() -> dict[str, Path]:
 
 
 def make_root(root: Path, clips: dict[str, Path], checkpoints: dict[str, dict]) -> Path:
-    """A checkpoint root: ``checkpoints`` maps name -> checkpoint.json content (or None);
-    each checkpoint gets talk.mp4 (carphone) and street_s1.mp4 (bikes)."""
+    """A checkpoint root: ``checkpoints`` maps name -> checkpoint.json content (or None).
+    The first checkpoint gets talk.mp4 (carphone_pristine) and street_s1.mp4 (bikes); later ones
+    get different files for the same prompts (carphone_distorted, bigbuckbunny), since
+    identical files share results."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "prompts.jsonl").write_text(
         json.dumps({"id": "talk", "prompt": "a man talking on a phone in a car", "tags": ["face"]}) + "\n"
         + json.dumps({"id": "street", "prompt": "cyclists on a <b>street</b>", "tags": ["motion"]}) + "\n"
     )
-    for name, meta in checkpoints.items():
+    for index, (name, meta) in enumerate(checkpoints.items()):
         folder = root / name
         folder.mkdir()
         if meta is not None:
             (folder / "checkpoint.json").write_text(json.dumps(meta))
-        shutil.copy(clips["carphone_pristine.mp4"], folder / "talk.mp4")
-        shutil.copy(clips["bikes.mp4"], folder / "street_s1.mp4")
+        talk, street = ("carphone_pristine.mp4", "bikes.mp4") if index == 0 else ("carphone_distorted.mp4", "bigbuckbunny.mp4")
+        shutil.copy(clips[talk], folder / "talk.mp4")
+        shutil.copy(clips[street], folder / "street_s1.mp4")
     return root
 
 

@@ -246,3 +246,21 @@ def test_rank_checkpoints_per_prompt():
     p2 = ranks[ranks.prompt_id == "p2"].set_index("checkpoint")
     assert p2.loc["early", "rank"] == 1 and p2.loc["late", "score"] == 26.0  # the blink row is not alignment
     assert rank_checkpoints(df, higher_is_better=False).set_index(["prompt_id", "checkpoint"]).loc[("p1", "early"), "rank"] == 1
+
+
+def test_run_reads_prompts_jsonl_and_skips_unprompted_videos(model_dir, small_root, monkeypatch):
+    """Through the runner: prompts come from ROOT/prompts.jsonl; a video whose id has no prompt is
+    reported as skipped for this detector, not as an error."""
+    from evalkit.batch import run_root
+
+    monkeypatch.setenv(MODEL_ENV, str(model_dir))
+    shutil.copy(small_root / "ckpt_a" / "talk.mp4", small_root / "ckpt_a" / "unlisted.mp4")
+    summary = run_root(small_root, detectors=["alignment"], workers=0, write_report=False,
+                       decode=__import__("evalkit").DecodeOptions(max_side=64, max_frames=24))
+    # unlisted.mp4 is the same file as ckpt_a/talk.mp4 but has no prompt: a result of its own
+    assert not summary.errors and summary.computed == 5
+    df = __import__("evalkit").load_results(small_root, detector="alignment")
+    unlisted = df[df["prompt_id"] == "unlisted"].iloc[0]
+    assert np.isnan(unlisted["score"]) and unlisted["stats"]["skipped"] == "no prompt" and not unlisted["flagged"]
+    scored = df[df["prompt_id"] != "unlisted"]
+    assert scored["score"].notna().all() and len(scored) == 4

@@ -49,7 +49,7 @@ def test_second_run_does_no_work_twice(small_root, monkeypatch):
 
 def test_each_video_decoded_once_for_all_detectors(small_root, monkeypatch):
     from evalkit.registry import register, _EXTRA
-    from detectors_for_tests import Constant
+    from detectors_for_tests import Constant, Slow
 
     import evalkit.runner as runner
 
@@ -61,12 +61,12 @@ def test_each_video_decoded_once_for_all_detectors(small_root, monkeypatch):
         return real(path, *a, **k)
 
     monkeypatch.setattr(runner, "decode_video", counting)
-    register("constant_a", Constant)
-    register("constant_b", Constant)
+    register("constant", Constant)
+    register("slow", Slow)
     try:
-        summary = run_root(small_root, detectors=["framediff", "constant_a", "constant_b"], workers=0, write_report=False)
+        summary = run_root(small_root, detectors=["framediff", "constant", "slow"], workers=0, write_report=False)
     finally:
-        _EXTRA.pop("constant_a"), _EXTRA.pop("constant_b")
+        _EXTRA.pop("constant"), _EXTRA.pop("slow")
     assert summary.computed == 12
     assert sorted(decoded) == sorted(set(decoded)) and len(decoded) == 4
 
