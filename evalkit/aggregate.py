@@ -78,17 +78,25 @@ class Regression:
 
 def find_regressions(
     results: pd.DataFrame, order: list[str], higher_is_worse: dict[str, bool], min_effect: float = 0.0,
-    n_boot: int = 2000, seed: int = 0,
+    n_boot: int = 2000, seed: int = 0, stages: dict[str, str | None] | None = None,
 ) -> list[Regression]:
-    """Compare each checkpoint with the previous one in ``order``, per detector."""
+    """Compare each checkpoint with the previous one in ``order``, per detector.
+
+    ``stages`` maps checkpoint -> curriculum stage: a still-image checkpoint is not compared with
+    a video one (temporal detectors have nothing to see in stills, so any video looks "worse").
+    """
+    stages = stages or {}
     found = []
     df = results[np.isfinite(results["score"].astype(float))].copy()
-    df["clip"] = df["prompt_id"].astype(str) + "#" + df["seed"].astype(str)
+    # .map(str), not .astype(str): pandas 3 keeps None as missing in string dtype
+    df["clip"] = df["prompt_id"].map(str) + "#" + df["seed"].map(lambda s: "" if s is None or pd.isna(s) else str(int(s)))
     rng = np.random.default_rng(seed)
     for detector, group in df.groupby("detector"):
         sign = 1.0 if higher_is_worse.get(detector, True) else -1.0
         present = [c for c in order if c in set(group["checkpoint"])]
         for previous, current in zip(present, present[1:]):
+            if (stages.get(previous) == "image") != (stages.get(current) == "image"):
+                continue
             a = group[group["checkpoint"] == previous].set_index("clip")["score"]
             b = group[group["checkpoint"] == current].set_index("clip")["score"]
             common = a.index.intersection(b.index)

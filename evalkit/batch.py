@@ -115,7 +115,9 @@ def run_root(
             results = results[results["video"].isin(present)]
             order = checkpoint_order(checkpoints_frame(layout))
             summary.summary = summarize(results, order)
-            summary.regressions = find_regressions(results, order, {d.name: d.higher_is_worse for d in instances})
+            stages = {c.name: c.stage for c in layout.checkpoints}
+            summary.regressions = find_regressions(results, order, {d.name: d.higher_is_worse for d in instances},
+                                                   stages=stages)
             if write_report:
                 from evalkit.report import write_report as _write
 

@@ -211,7 +211,8 @@ def load_dashboard(
     order = checkpoint_order(checkpoints)
     summary = summarize(results, order)
     if regressions is None:
-        regressions = find_regressions(results, order, {d: _higher_is_worse(d) for d in results["detector"].unique()})
+        regressions = find_regressions(results, order, {d: _higher_is_worse(d) for d in results["detector"].unique()},
+                                       stages={c.name: c.stage for c in layout.checkpoints})
     return Dashboard(root, layout, checkpoints, results, summary, regressions, errors)
 
 

@@ -117,7 +117,7 @@ def test_regression_alert_exit_code_report_and_hook(tmp_path, capsys):
     code = main(["run", str(root), "--detectors", "framediff", "--workers", "0", "--on-regression", hook])
     out = capsys.readouterr().out
     assert code == 3
-    assert "REGRESSION framediff: c3 is worse than c2" in out
+    assert "REGRESSION framediff: c3 is worse than c2" in out and "4 paired clips" in out
     assert "c2 is worse than c1" not in out  # same clips, no alert
     assert "c3 is worse than c2" in marker.read_text()
     assert "Regression alerts" in (root / "report.html").read_text()
@@ -140,3 +140,22 @@ def test_parse_interval():
     assert parse_interval("10m") == 600 and parse_interval("30s") == 30 and parse_interval("2h") == 7200
     with pytest.raises(ValueError, match="10m"):
         parse_interval("ten minutes")
+
+
+def test_regressions_pair_clips_and_skip_the_image_stage_boundary():
+    import pandas as pd
+
+    from evalkit.aggregate import find_regressions
+
+    rows = []
+    for ck, base in (("img", 0.0), ("low", 5.0), ("mid", 5.0), ("high", 9.0)):
+        for p in range(5):
+            rows.append({"checkpoint": ck, "detector": "d", "prompt_id": f"p{p}", "seed": None,
+                         "score": base + 0.1 * p, "flagged": False})
+    df = pd.DataFrame(rows)
+    stages = {"img": "image", "low": "lowres", "mid": "midres", "high": "highres"}
+    found = find_regressions(df, ["img", "low", "mid", "high"], {"d": True}, stages=stages)
+    assert [(r.previous, r.checkpoint, r.paired) for r in found] == [("mid", "high", 5)]
+    assert found[0].delta == pytest.approx(4.0)
+    better = find_regressions(df, ["img", "low", "mid", "high"], {"d": False}, stages=stages)
+    assert better == []  # higher is better: rising scores are no regression
