@@ -1,0 +1,300 @@
+"""Real faces with known blink and expression defects, for the ``blink`` and ``expression``
+detectors' validation and the demo.
+
+- Blink removal: carphone_pristine's two real blinks (hand-labelled frame ranges below) are
+  replaced by the nearest open-eye frames before and after them (:func:`remove_blinks`).
+- Loops: :func:`ping_pong` plays a clip forward and backward (no cut) to any length, so a
+  4-s real clip becomes a 16-s one with 8 blinks, or with none.
+- Exaggerated expressions: a mesh-guided warp moves every face-mesh landmark from the face's
+  neutral shape by ``factor`` times its real displacement (:func:`exaggerate_clip`); the
+  image follows the landmarks through a dense displacement field interpolated over the mesh
+  and fading to zero on a ring around the face. For the astronaut still, the displacement
+  field over time is carphone's real non-rigid facial motion retargeted to her face
+  (similarity-aligned, scaled to her face size), then scaled by ``factor``
+  (:func:`animate_still`). ``factor = 1`` is real motion; 1.5, 2, 3 exaggerate it.
+
+Landmarks of the source footage come from :func:`evalkit.landmarks.extract_face` (cached per
+process and under ``.cache/faces/``). Coordinates here are pixels ``(x, y)``; "neutral" is the median aligned shape over
+the quarter of frames with the most closed mouth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+from evalkit._types import FaceTrack
+from evalkit.datasets.footage import DemoClip, astronaut, load_clip
+from evalkit.detectors._face import LOWER_LIP_INNER, RIGID, UPPER_LIP_INNER, face_size, runs
+
+log = logging.getLogger(__name__)
+CACHE = Path(".cache/faces")
+CARPHONE = "carphone_pristine.mp4"
+# Frames where the eyelids are visibly lowered (checked by eye on the decoded frames).
+CARPHONE_BLINKS = ((41, 44), (91, 95))
+FACTORS = (1.0, 1.5, 2.0, 3.0)
+ASTRONAUT_SIDE = 256
+RING = 2.0  # the warp fades out on an ellipse this many times the face's extent
+
+
+def mesh_points(frames: np.ndarray, key: str) -> np.ndarray:
+    """The face mesh of the first face slot: ``(T, H, W, 3)`` uint8 -> ``(T, 478, 3)`` pixels."""
+    return cached_face_track(frames, key).pixels()[:, 0]
+
+
+def cached_face_track(frames: np.ndarray, key: str) -> FaceTrack:
+    """:func:`evalkit.landmarks.extract_face` (the runner's settings) over ``(T, H, W, 3)``
+    frames, cached under ``.cache/faces/`` by ``key`` and the frames' bytes (rebuilt when missing)."""
+    from evalkit.landmarks import extract_face
+
+    h, w = frames.shape[1:3]
+    digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
+    path = CACHE / f"{key}-{digest}.npy"
+    if path.is_file():
+        return FaceTrack(np.load(path), (w, h))
+    track = extract_face(np.ascontiguousarray(frames))
+    try:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.save(path, track.landmarks)
+    except OSError as exc:  # a read-only checkout: just recompute next time
+        log.debug("face cache not written: %s", exc)
+    return track
+
+
+@lru_cache(maxsize=1)
+def carphone() -> tuple[np.ndarray, float, np.ndarray]:
+    """carphone_pristine: ``(frames (120, 144, 176, 3), fps, landmarks (120, 478, 3) px)``."""
+    frames, fps = load_clip(CARPHONE)
+    return frames, fps, mesh_points(frames, "carphone")
+
+
+@lru_cache(maxsize=1)
+def astronaut_portrait() -> tuple[np.ndarray, np.ndarray]:
+    """A square crop around the astronaut's face, ``ASTRONAUT_SIDE`` px: ``(image, landmarks (478, 3) px)``."""
+    image = astronaut()
+    points = mesh_points(image[None], "astronaut")[0]
+    x0, y0 = points[:, :2].min(axis=0)
+    x1, y1 = points[:, :2].max(axis=0)
+    side = int(2.2 * max(x1 - x0, y1 - y0))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left = int(np.clip(cx - side / 2, 0, image.shape[1] - side))
+    top = int(np.clip(cy - side / 2, 0, image.shape[0] - side))
+    crop = cv2.resize(image[top : top + side, left : left + side], (ASTRONAUT_SIDE, ASTRONAUT_SIDE), interpolation=cv2.INTER_AREA)
+    return crop, mesh_points(crop[None], "astronaut_portrait")[0]
+
+
+def remove_blinks(frames: np.ndarray, blinks: tuple[tuple[int, int], ...] = CARPHONE_BLINKS) -> np.ndarray:
+    """Replace each blink's frames (inclusive ranges) by the open-eye frame just before it
+    (first half) and just after it (second half). ``(T, H, W, 3)`` -> same."""
+    out = frames.copy()
+    for start, end in blinks:
+        before, after = max(start - 1, 0), min(end + 1, len(frames) - 1)
+        middle = (start + end + 1) // 2
+        out[start:middle] = frames[before]
+        out[middle : end + 1] = frames[after]
+    return out
+
+
+def ping_pong(frames: np.ndarray, num_frames: int) -> np.ndarray:
+    """``num_frames`` frames playing ``frames`` forward, backward, forward... without a cut."""
+    t = len(frames)
+    if t < 2:
+        return np.repeat(frames, num_frames, axis=0)
+    period = 2 * (t - 1)
+    phase = np.arange(num_frames) % period
+    return frames[np.where(phase < t, phase, period - phase)]
+
+
+def ping_pong_frames(original: np.ndarray, num_frames: int) -> np.ndarray:
+    """The source frame index of each frame of :func:`ping_pong` (to carry labels along)."""
+    return ping_pong(np.arange(len(original)), num_frames)
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares similarity (Umeyama) taking ``src`` ``(N, 2)`` onto ``dst``: ``(A (2, 2), t (2,))``
+    with ``dst ~ src @ A.T + t``."""
+    ms, md = src.mean(axis=0), dst.mean(axis=0)
+    s, d = src - ms, dst - md
+    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ sign @ vt
+    scale = (sig * np.diag(sign)).sum() / (s**2).sum(axis=1).mean()
+    a = scale * rot
+    return a, md - ms @ a.T
+
+
+def neutral_displacements(points: np.ndarray) -> np.ndarray:
+    """Non-rigid displacement of each landmark from the face's neutral shape, in each frame's
+    own pose: ``(T, 478, 3)`` px -> ``(T, 478, 2)`` px."""
+    xy = points[..., :2].astype(np.float64)
+    rigid = list(RIGID)
+    aligned = np.empty_like(xy)
+    for i in range(len(xy)):
+        a, t = similarity(xy[i, rigid], xy[0, rigid])
+        aligned[i] = xy[i] @ a.T + t
+    mouth = np.linalg.norm(points[:, UPPER_LIP_INNER] - points[:, LOWER_LIP_INNER], axis=-1) / face_size(points)
+    calm = mouth <= np.quantile(mouth, 0.25)
+    neutral = np.median(aligned[calm], axis=0)
+    out = np.empty_like(xy)
+    for i in range(len(xy)):
+        a, t = similarity(neutral[rigid], xy[i, rigid])
+        out[i] = xy[i] - (neutral @ a.T + t)
+    return out.astype(np.float32)
+
+
+def _backward_field(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Piecewise-affine backward map: for each pixel of an ``(h, w)`` grid covered by a
+    triangle of ``dst``, the displacement to the same place in the matching ``src`` triangle;
+    0 elsewhere. ``src``, ``dst``: ``(N, 2)``; ``triangles``: ``(M, 3)`` vertex indices."""
+    h, w = shape
+    index = np.zeros((h, w), np.int32)
+    corners = np.round(dst[triangles] * 16).astype(np.int32)  # 4 bits of sub-pixel precision
+    for m, poly in enumerate(corners):  # ~1,000 small fills: a few ms
+        cv2.fillConvexPoly(index, poly, m + 1, shift=4)
+    # Per triangle, the affine map dst -> src: src = S @ inv(D) @ (q - d0) + s0, D and S the
+    # edge matrices; 2x2 inverses in closed form (degenerate triangles map to their vertex).
+    d0, s0 = dst[triangles[:, 0]], src[triangles[:, 0]]
+    de1, de2 = dst[triangles[:, 1]] - d0, dst[triangles[:, 2]] - d0
+    se1, se2 = src[triangles[:, 1]] - s0, src[triangles[:, 2]] - s0
+    det = de1[:, 0] * de2[:, 1] - de2[:, 0] * de1[:, 1]
+    inv_det = np.where(np.abs(det) > 1e-9, 1.0 / np.where(det == 0, 1.0, det), 0.0)
+    inverse = np.stack([np.stack([de2[:, 1], -de2[:, 0]], -1), np.stack([-de1[:, 1], de1[:, 0]], -1)], 1) * inv_det[:, None, None]
+    linear = np.stack([se1, se2], axis=-1) @ inverse  # (M, 2, 2)
+    ys, xs = np.nonzero(index)
+    tri = index[ys, xs] - 1
+    q = np.stack([xs, ys], axis=1).astype(np.float64)
+    source = np.einsum("qij,qj->qi", linear[tri], q - d0[tri]) + s0[tri]
+    field = np.zeros((h, w, 2), np.float32)
+    field[ys, xs] = source - q
+    return field
+
+
+def warp_to(image: np.ndarray, src: np.ndarray, dst: np.ndarray, ring: float = RING, triangles: np.ndarray | None = None) -> np.ndarray:
+    """Warp ``image`` so that its points ``src`` ``(N, 2)`` land on ``dst``: piecewise-affine
+    over a triangulation of ``src`` (``triangles``, computed when None) plus a ring of fixed
+    points ``ring`` times the face's extent, outside which the image is untouched."""
+    h, w = image.shape[:2]
+    anchors = _ring(src, ring)
+    nodes_src = np.concatenate([src, anchors]).astype(np.float64)
+    nodes_dst = np.concatenate([dst, anchors]).astype(np.float64)
+    if triangles is None:
+        triangles = Delaunay(nodes_src).simplices
+    field = _backward_field(nodes_src, nodes_dst, triangles, (h, w))
+    map_y, map_x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return cv2.remap(image, map_x + field[..., 0], map_y + field[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _ring(points: np.ndarray, ring: float, count: int = 32) -> np.ndarray:
+    centre = points.mean(axis=0)
+    radius = np.abs(points - centre).max(axis=0) * ring
+    angles = np.linspace(0, 2 * np.pi, count, endpoint=False)
+    return centre + radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+def exaggerate_clip(frames: np.ndarray, points: np.ndarray, factor: float) -> np.ndarray:
+    """Scale each frame's expression (landmark displacement from neutral) by ``factor``.
+
+    Args:
+        frames: ``(T, H, W, 3)`` uint8; points: ``(T, 478, 3)`` their landmarks in pixels.
+    """
+    if factor == 1.0:
+        return frames.copy()
+    disp = neutral_displacements(points)
+    src = points[..., :2]
+    return np.stack([warp_to(f, s, s + (factor - 1.0) * d) for f, s, d in zip(frames, src, disp)])
+
+
+def animate_still(image: np.ndarray, points: np.ndarray, driver: np.ndarray, factor: float) -> np.ndarray:
+    """Animate a still face with a driver's real expressions, scaled by ``factor``.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 with landmarks ``points`` ``(478, 3)`` px.
+        driver: ``(T, 478, 3)`` px landmarks of a real talking face.
+
+    Returns:
+        ``(T, H, W, 3)`` uint8.
+    """
+    disp = neutral_displacements(driver)
+    src = points[:, :2].astype(np.float64)
+    triangles = Delaunay(np.concatenate([src, _ring(src, RING)])).simplices
+    rigid = list(RIGID)
+    out = []
+    for i in range(len(driver)):
+        a, _ = similarity(driver[i, rigid, :2], src[rigid])  # the driver's pose and size -> hers
+        out.append(warp_to(image, src, src + factor * disp[i] @ a.T, triangles=triangles))
+    return np.stack(out)
+
+
+def blink_passes(source: np.ndarray, blinks: tuple[tuple[int, int], ...] = CARPHONE_BLINKS) -> list[tuple[int, int]]:
+    """Frame ranges of a resequenced clip (``source``: original index of each frame) that pass
+    through a labelled blink, sorted."""
+    out = []
+    for start, end in blinks:
+        out += runs((source >= start) & (source <= end))
+    return sorted(out)
+
+
+def expression_clips(factors: tuple[float, ...] = FACTORS, segment: int = 60) -> list[dict]:
+    """Exaggerated-expression clips of real faces: carphone's halves warped and the astronaut
+    animated by them, each at every factor. Dicts with ``name``, ``frames``, ``fps``, ``factor``."""
+    frames, fps, points = carphone()
+    portrait, portrait_points = astronaut_portrait()
+    out = []
+    for k, start in enumerate(range(0, len(frames) - segment + 1, segment)):
+        part, part_points = frames[start : start + segment], points[start : start + segment]
+        for factor in factors:
+            out.append({"name": f"carphone{k}_x{factor}", "frames": exaggerate_clip(part, part_points, factor), "fps": fps, "factor": factor})
+            out.append({"name": f"astronaut{k}_x{factor}", "frames": animate_still(portrait, portrait_points, part_points, factor), "fps": fps, "factor": factor})
+    return out
+
+
+def demo_clips(severity: float, rng: np.random.Generator) -> list[DemoClip]:
+    """Three face clips whose defects grow with ``severity`` in ``[0, 1]``:
+
+    - ``face_talk``: carphone played back and forth for 6 s, each real blink removed with
+      probability ``severity`` (truth: blinks kept, frames of each);
+    - ``face_expression``: carphone with expressions scaled by ``1 + 2 * severity``;
+    - ``face_astronaut``: the astronaut speaking with carphone's motion, same factor.
+    """
+    frames, fps, points = carphone()
+    keep = [bool(rng.random() >= severity) for _ in CARPHONE_BLINKS]
+    removed = tuple(b for b, k in zip(CARPHONE_BLINKS, keep) if not k)
+    n = int(round(6.0 * fps))
+    source = ping_pong_frames(frames, n)
+    talk = ping_pong(remove_blinks(frames, removed), n)
+    kept_ranges = tuple(b for b, k in zip(CARPHONE_BLINKS, keep) if k)
+    blink_frames = [list(r) for r in blink_passes(source, kept_ranges)]
+    factor = 1.0 + 2.0 * float(severity)
+    portrait, portrait_points = astronaut_portrait()
+    return [
+        DemoClip(
+            prompt_id="face_talk",
+            prompt="a man talking on a phone in a car",
+            tags=["face", "blink"],
+            frames=talk,
+            fps=fps,
+            truth={"blinks_removed": len(removed), "blink_count": len(blink_frames), "blink_frames": blink_frames},
+        ),
+        DemoClip(
+            prompt_id="face_expression",
+            prompt="a man talking animatedly on a phone",
+            tags=["face", "expression"],
+            frames=exaggerate_clip(frames, points, factor),
+            fps=fps,
+            truth={"expression_factor": factor},
+        ),
+        DemoClip(
+            prompt_id="face_astronaut",
+            prompt="portrait of an astronaut speaking to the camera",
+            tags=["face", "expression"],
+            frames=animate_still(portrait, portrait_points, points, factor),
+            fps=fps,
+            truth={"expression_factor": factor},
+        ),
+    ]

@@ -1,0 +1,211 @@
+"""Exaggerated facial expressions: faces that move further or faster than real faces do.
+
+Per frame and face, four measures from the face mesh, each in units of the face's size
+(:func:`evalkit.detectors._face.expression_measures`): mouth opening, mouth width (lip-corner
+stretch), brow height above the eyes (brow raise) and eyelid opening (eye widening). Each is
+taken relative to the face's own neutral in the clip: the median over the quarter of its frames
+with the most closed mouth (at rest the mouth is closed). That gives seven features: the
+deviations (mouth opening and eye widening count upward only, so blinks do not; mouth width
+and brows count both ways) and the speeds of mouth, lips and brows (face sizes per second, over
+~0.13 s so the window scales with fps).
+
+Each feature is divided by its 99th percentile over real faces (``expression_reference.json``
+in ``evalkit.datasets``, rebuilt by ``python -m evalkit.datasets.expression_reference``), so
+1.0 is the edge of the real range and 2.0 twice as far from neutral (or as fast) as real faces
+get 1 % of the time. The per-frame series is the largest of the seven ratios over faces,
+smoothed by a ~0.2 s running median; the score is its maximum; events are where it exceeds
+``threshold``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from evalkit._types import DetectorResult, Event, VideoInputs
+from evalkit.detector import BaseDetector
+from evalkit.detectors._face import (
+    MEASURES,
+    check_landmarks,
+    expression_measures,
+    face_pixels,
+    face_size,
+    frames_for,
+    is_frontal,
+    quiet_nanmedian,
+    quiet_nanquantile,
+    rolling_nanmedian,
+    runs,
+)
+from evalkit.errors import DetectorConfigError, ShapeError
+
+FEATURES = (*MEASURES, "mouth_open_speed", "lip_stretch_speed", "brow_raise_speed")
+_SPEED_OF = (0, 1, 2)  # measures whose speed is a feature (eyelids move fast in every blink)
+_UPWARD_ONLY = (True, False, False, True)  # mouth opening and eye widening count upward only
+REFERENCE_FILE = "expression_reference.json"
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "threshold": 1.5,  # flag above 1.5 times the real 99th percentile
+    "neutral_fraction": 0.25,  # the most-closed-mouth share of frames that defines neutral
+    "speed_s": 0.133,  # span of the speed's central difference
+    "smooth_s": 0.2,  # running median of the per-frame series
+    "min_face_s": 1.0,  # less frontal face than this: skipped
+    "max_yaw_deg": 35.0,
+    "max_pitch_deg": 35.0,
+    "min_face_px": 5.0,
+    "reference": None,  # path of another reference json (None: the bundled one)
+}
+
+
+def expression_features(
+    points: np.ndarray,
+    fps: float,
+    neutral_fraction: float = 0.25,
+    speed_s: float = 0.133,
+    max_yaw_deg: float = 35.0,
+    max_pitch_deg: float = 35.0,
+    min_face_px: float = 5.0,
+) -> np.ndarray:
+    """Expression features of every face against its own neutral.
+
+    Args:
+        points: ``(T, F, 478, 3)`` face-mesh landmarks in pixels (NaN where no face).
+        fps: frame rate.
+
+    Returns:
+        ``(T, F, 7)`` float32 in the order of :data:`FEATURES` (deviations in face sizes,
+        speeds in face sizes per second), all >= 0; NaN where the face is absent, turned away
+        or too small.
+    """
+    points = check_landmarks(points, "expression_features points")
+    if points.ndim != 4:
+        raise ShapeError("expression_features points", "(T, F, 478, 3)", points.shape)
+    measures = expression_measures(points)  # (T, F, 4)
+    usable = is_frontal(points, max_yaw_deg, max_pitch_deg)
+    with np.errstate(invalid="ignore"):
+        usable &= face_size(points) >= min_face_px
+    measures = np.where(usable[..., None], measures, np.nan)
+    neutral = _neutral(measures, neutral_fraction)  # (F, 4)
+    deviation = measures - neutral[None]
+    deviation = np.where(_UPWARD_ONLY, np.maximum(deviation, 0.0), np.abs(deviation))
+    half = frames_for(speed_s / 2.0, fps)
+    speed = np.full(measures.shape[:2] + (len(_SPEED_OF),), np.nan, np.float32)
+    if len(measures) > 2 * half:
+        moving = measures[:, :, _SPEED_OF]
+        speed[half:-half] = np.abs(moving[2 * half :] - moving[: -2 * half]) * (fps / (2 * half))
+    return np.concatenate([deviation, speed], axis=-1).astype(np.float32)
+
+
+def _neutral(measures: np.ndarray, fraction: float) -> np.ndarray:
+    """``(T, F, 4)`` -> ``(F, 4)``: median of each measure over the frames whose mouth is in
+    the lowest ``fraction`` of that face's openings."""
+    mouth = measures[..., 0]
+    cut = quiet_nanquantile(mouth, fraction, axis=0)  # (F,)
+    with np.errstate(invalid="ignore"):
+        calm = mouth <= cut[None]
+    return quiet_nanmedian(np.where(calm[..., None], measures, np.nan), axis=0)
+
+
+@lru_cache(maxsize=4)
+def load_reference(path: str | None = None) -> dict[str, Any]:
+    """The real-face reference: per feature quantiles (``q50``, ``q90``, ``q99``, ``max``) and
+    how it was made. ``path`` None reads the one bundled with ``evalkit.datasets``."""
+    if path is None:
+        text = resources.files("evalkit.datasets").joinpath(REFERENCE_FILE).read_text()
+        source = f"evalkit.datasets/{REFERENCE_FILE}"
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise DetectorConfigError(f"{path}: expected a readable expression reference json, got {exc}") from exc
+    reference = json.loads(text)
+    missing = [f for f in FEATURES if f not in reference.get("features", {})]
+    if missing:
+        raise DetectorConfigError(f"{source}: expected quantiles for {list(FEATURES)}, got none for {missing}")
+    return reference
+
+
+def reference_scale(reference: dict[str, Any]) -> np.ndarray:
+    """``(7,)`` real 99th percentiles of :data:`FEATURES`."""
+    return np.array([reference["features"][f]["q99"] for f in FEATURES], np.float32)
+
+
+def exaggeration(features: np.ndarray, scale: np.ndarray, fps: float, smooth_s: float = 0.2) -> np.ndarray:
+    """Per-frame exaggeration: ``(T, F, 7)`` features over ``(7,)`` real 99th percentiles ->
+    ``(T,)``: the largest ratio over features and faces, running median over ``smooth_s``;
+    NaN where no face is usable."""
+    ratio = features / scale
+    finite = np.isfinite(ratio)
+    per_frame = np.where(finite.any(axis=(1, 2)), np.nanmax(np.where(finite, ratio, -np.inf), axis=(1, 2)), np.nan)
+    window = frames_for(smooth_s, fps)
+    if window < 2:
+        return per_frame.astype(np.float32)
+    return np.where(np.isfinite(per_frame), rolling_nanmedian(per_frame.astype(np.float32), window, 1), np.nan)
+
+
+class ExpressionDetector(BaseDetector):
+    """Flags faces whose expressions go beyond the range of real faces."""
+
+    name: ClassVar[str] = "expression"
+    failure_mode: ClassVar[str] = "exaggerated expressions"
+    requires: ClassVar[frozenset[str]] = frozenset({"face"})
+    higher_is_worse: ClassVar[bool] = True
+    version: ClassVar[str] = "1"
+    score_meaning: ClassVar[str] = (
+        "largest distance (or speed) of an expression from the face's own neutral, as a multiple "
+        "of the real-face 99th percentile: 1 = edge of the real range"
+    )
+    default_config: ClassVar[dict[str, Any]] = DEFAULT_CONFIG
+
+    def __init__(self, device: str = "cpu", **config: Any) -> None:
+        super().__init__(device, **config)
+        self.reference = load_reference(self.config["reference"])
+        self._scale = reference_scale(self.reference)
+
+    def score(self, inputs: VideoInputs) -> DetectorResult:
+        video = inputs.video
+        if inputs.face is None:
+            return DetectorResult.skipped("no face landmarks were computed", video.num_frames)
+        points = face_pixels(inputs.face, f"{video.path} face")
+        if points.shape[0] != video.num_frames:
+            raise ShapeError(f"{video.path} face landmarks", f"({video.num_frames}, F, 478, 3)", points.shape)
+        cfg = self.config
+        features = expression_features(
+            points, video.fps, cfg["neutral_fraction"], cfg["speed_s"], cfg["max_yaw_deg"], cfg["max_pitch_deg"], cfg["min_face_px"]
+        )
+        seen = np.isfinite(features[..., 0])
+        face_s = float(seen.any(axis=1).sum()) / video.fps
+        if face_s < cfg["min_face_s"]:
+            return DetectorResult.skipped(
+                f"expected >= {cfg['min_face_s']} s of frontal face, got {face_s:.2f} s", video.num_frames
+            )
+        series = exaggeration(features, self._scale, video.fps, cfg["smooth_s"])
+        score = float(np.nanmax(series))
+        ratios = features / self._scale
+        peak_by_feature = {f: _nanmax(ratios[..., k]) for k, f in enumerate(FEATURES)}
+        events = []
+        for start, end in runs(np.nan_to_num(series, nan=0.0) > cfg["threshold"]):
+            window = ratios[start : end + 1]
+            worst = FEATURES[int(np.nanargmax(np.nanmax(np.where(np.isfinite(window), window, -np.inf), axis=(0, 1))))]
+            events.append(Event(start, end, f"exaggerated_{worst}", float(np.nanmax(series[start : end + 1]))))
+        over = np.nan_to_num(series, nan=0.0) > cfg["threshold"]
+        stats = {
+            "face_seconds": face_s,
+            "num_faces": int(seen.any(axis=0).sum()),
+            "peak_ratio_by_feature": peak_by_feature,
+            "dominant_feature": max(peak_by_feature, key=lambda f: -1.0 if peak_by_feature[f] is None else peak_by_feature[f]),
+            "seconds_over_threshold": float(over.sum()) / video.fps,
+            "reference": self.reference.get("name", "custom"),
+        }
+        return DetectorResult(score=score, flagged=bool(score > cfg["threshold"]), series=series.astype(np.float32), events=events, stats=stats)
+
+
+def _nanmax(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else None
