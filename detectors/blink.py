@@ -248,6 +248,11 @@ class BlinkDetector(BaseDetector):
     )
     default_config: ClassVar[dict[str, Any]] = DEFAULT_CONFIG
 
+    @staticmethod
+    def checkpoint_aggregate(stats: list[dict]) -> dict[str, Any]:
+        """Checkpoint-level verdict from its clips' ``stats`` (the runner's report calls this)."""
+        return pooled_blink_rate(stats)
+
     def score(self, inputs: VideoInputs) -> DetectorResult:
         video = inputs.video
         if inputs.face is None:

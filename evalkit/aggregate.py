@@ -115,3 +115,27 @@ def find_regressions(
             if low > 0 and delta > min_effect:
                 found.append(Regression(str(detector), previous, current, delta, float(low), float(high), int(len(common))))
     return found
+
+
+def detector_aggregates(results: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame:
+    """Checkpoint-level aggregates that detectors define themselves (``checkpoint_aggregate``
+    static method over the clips' ``stats``; e.g. blinks per face-minute pooled over clips).
+
+    Returns one row per (checkpoint, detector) with the aggregate's fields as columns.
+    """
+    from evalkit.registry import detector_class
+
+    rows = []
+    for detector in sorted(results["detector"].unique()):
+        try:
+            aggregate = getattr(detector_class(detector), "checkpoint_aggregate", None)
+        except Exception:
+            aggregate = None
+        if aggregate is None:
+            continue
+        part = results[results["detector"] == detector]
+        for checkpoint in order or sorted(part["checkpoint"].dropna().unique()):
+            stats = [s for s in part.loc[part["checkpoint"] == checkpoint, "stats"] if isinstance(s, dict)]
+            if stats:
+                rows.append({"checkpoint": checkpoint, "detector": detector, **aggregate(stats)})
+    return pd.DataFrame(rows)

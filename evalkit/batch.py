@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from evalkit.aggregate import Regression, checkpoint_order, find_regressions, summarize
+from evalkit.aggregate import Regression, checkpoint_order, detector_aggregates, find_regressions, summarize
 from evalkit.errors import EvalkitError, LayoutError
 from evalkit.layout import RootLayout, scan_root
 from evalkit.runner import Runner, resolve_detectors
@@ -44,6 +44,7 @@ class RunSummary:
     problems: list[LayoutError] = field(default_factory=list)
     regressions: list[Regression] = field(default_factory=list)
     summary: pd.DataFrame | None = None
+    aggregates: pd.DataFrame | None = None
     report: Path | None = None
 
     @property
@@ -115,6 +116,7 @@ def run_root(
             results = results[results["video"].isin(present)]
             order = checkpoint_order(checkpoints_frame(layout))
             summary.summary = summarize(results, order)
+            summary.aggregates = detector_aggregates(results, order)
             stages = {c.name: c.stage for c in layout.checkpoints}
             summary.regressions = find_regressions(results, order, {d.name: d.higher_is_worse for d in instances},
                                                    stages=stages)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalkit.aggregate import Regression, checkpoint_order, find_regressions, summarize
+from evalkit.aggregate import Regression, checkpoint_order, detector_aggregates, find_regressions, summarize
 from evalkit.layout import STAGES, RootLayout, scan_root
 from evalkit.store import SQLiteStore
 
@@ -46,6 +46,14 @@ def format_summary(summary: Any) -> str:
         table = table.reindex(list(dict.fromkeys(df["checkpoint"])))
         lines.append("mean score [95% CI] flagged% per checkpoint:")
         lines.append(table.to_string())
+    aggregates = getattr(summary, "aggregates", None)
+    if aggregates is not None and len(aggregates):
+        for row in aggregates.itertuples(index=False):
+            if row.detector == "blink":
+                rate = "n/a" if row.blinks_per_minute is None or pd.isna(row.blinks_per_minute) else (
+                    f"{row.blinks_per_minute:.1f}/min [{row.ci[0]:.1f},{row.ci[1]:.1f}]")
+                lines.append(f"blink rate {row.checkpoint}: {rate} over {row.face_minutes:.2f} face-minutes "
+                             f"({row.verdict}; human {row.human_range[0]:g}-{row.human_range[1]:g}/min)")
     for regression in summary.regressions:
         lines.append(regression.message())
     if summary.report:
@@ -244,6 +252,11 @@ def write_report(
             step=[meta.loc[c, "step"] if c in meta.index else None for c in summary["checkpoint"]],
         )
         parts.append("<h2>Per checkpoint</h2>" + table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", escape=True))
+        aggregates = detector_aggregates(results, checkpoint_order(checkpoints))
+        if len(aggregates):
+            parts.append("<h2>Checkpoint-level verdicts</h2><p>Pooled over each checkpoint's clips "
+                         "(e.g. blinks per face-minute with a 95% CI against the human range).</p>")
+            parts.append(aggregates.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="", escape=True))
         for i, fig in enumerate(board.figures()):
             parts.append(fig.to_html(full_html=False, include_plotlyjs=i == 0))  # plotly.js inlined once
         parts.append("<h2>Worst clips per detector</h2>")
