@@ -146,6 +146,38 @@ def figures(summary: pd.DataFrame, results: pd.DataFrame, checkpoints: pd.DataFr
     return out
 
 
+def _summary_table(summary: pd.DataFrame, checkpoints: pd.DataFrame) -> str:
+    meta = checkpoints.set_index("name")
+    cells = summary.assign(cell=[
+        "n/a" if not np.isfinite(m) else f"{m:.3g} [{lo:.3g}, {hi:.3g}]<br><small>{100 * f:.0f}% flagged · n={n}</small>"
+        for m, lo, hi, f, n in zip(summary["mean"], summary["ci_low"], summary["ci_high"], summary["flagged_rate"], summary["n"])
+    ])
+    table = cells.pivot(index="checkpoint", columns="detector", values="cell")
+    table = table.reindex(list(dict.fromkeys(summary["checkpoint"])))
+    head = "".join(f"<th>{html.escape(str(d))}</th>" for d in table.columns)
+    rows = []
+    for checkpoint, row in table.iterrows():
+        stage = meta.loc[checkpoint, "stage"] if checkpoint in meta.index else None
+        step = meta.loc[checkpoint, "step"] if checkpoint in meta.index else None
+        label = f"{html.escape(str(checkpoint))}<br><small>{html.escape(str(stage or ''))} {'' if step is None or pd.isna(step) else int(step)}</small>"
+        rows.append(f"<tr><th>{label}</th>" + "".join(f"<td>{'' if pd.isna(v) else v}</td>" for v in row) + "</tr>")
+    return f"<table><tr><th>checkpoint</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _aggregate_table(aggregates: pd.DataFrame) -> str:
+    def fmt(value: Any) -> str:
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(fmt(v) for v in value) + "]"
+        if isinstance(value, float):
+            return "" if not np.isfinite(value) else f"{value:.3g}"
+        return html.escape("" if value is None else str(value))
+
+    columns = [c for c in aggregates.columns if c not in ("confidence",)]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{fmt(row[c])}</td>" for c in columns) + "</tr>" for _, row in aggregates.iterrows())
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 _CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:13px}
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f4f4f4}.alert{background:#fde2e1;
 border-left:4px solid #d62728;padding:8px;margin:6px 0}.cards{display:flex;flex-wrap:wrap;gap:10px}.card{width:200px;
@@ -246,17 +278,15 @@ def write_report(
     for problem in layout.problems:
         parts.append(f"<div class=alert>layout problem: {html.escape(str(problem))}</div>")
     if len(summary):
-        meta = checkpoints.set_index("name")
-        table = summary.assign(
-            stage=[meta.loc[c, "stage"] if c in meta.index else None for c in summary["checkpoint"]],
-            step=[meta.loc[c, "step"] if c in meta.index else None for c in summary["checkpoint"]],
-        )
-        parts.append("<h2>Per checkpoint</h2>" + table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", escape=True))
+        parts.append("<h2>Per checkpoint</h2><p>Mean score [95% bootstrap CI], share of clips flagged, clips scored. "
+                     "Direction per detector: " + html.escape(", ".join(
+                         f"{d} ({'higher is worse' if _higher_is_worse(d) else 'higher is better'})"
+                         for d in sorted(summary["detector"].unique()))) + "</p>")
+        parts.append(_summary_table(summary, checkpoints))
         aggregates = detector_aggregates(results, checkpoint_order(checkpoints))
         if len(aggregates):
-            parts.append("<h2>Checkpoint-level verdicts</h2><p>Pooled over each checkpoint's clips "
-                         "(e.g. blinks per face-minute with a 95% CI against the human range).</p>")
-            parts.append(aggregates.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="", escape=True))
+            parts.append("<h2>Checkpoint-level verdicts</h2><p>Pooled over each checkpoint's clips.</p>")
+            parts.append(_aggregate_table(aggregates))
         for i, fig in enumerate(board.figures()):
             parts.append(fig.to_html(full_html=False, include_plotlyjs=i == 0))  # plotly.js inlined once
         parts.append("<h2>Worst clips per detector</h2>")
