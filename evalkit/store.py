@@ -187,8 +187,14 @@ class SQLiteStore:
 
     # items and errors --------------------------------------------------------------------
     def put_item(self, item: ItemRecord) -> None:
+        # A run that only finds stored results knows no frame count: keep what an earlier run
+        # recorded for the same file instead of wiping it.
+        keep = lambda col: f"{col} = COALESCE(excluded.{col}, CASE WHEN items.video_hash = excluded.video_hash THEN items.{col} END)"  # noqa: E731
         self._write(
-            "INSERT OR REPLACE INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET "
+            "video_hash = excluded.video_hash, checkpoint = excluded.checkpoint, prompt_id = excluded.prompt_id, "
+            "seed = excluded.seed, updated = excluded.updated, prompt_hash = excluded.prompt_hash, "
+            + ", ".join(keep(c) for c in ("num_frames", "fps", "width", "height")),
             (item.path, item.video_hash, item.checkpoint, item.prompt_id, item.seed,
              item.num_frames, item.fps, item.width, item.height, time.time(), item.prompt_hash),
         )
@@ -273,7 +279,7 @@ class SQLiteStore:
     def labels_frame(self) -> pd.DataFrame:
         with self._lock:
             df = pd.read_sql_query("SELECT * FROM labels ORDER BY id", self._conn)
-        df["payload"] = [json.loads(x) if x else None for x in df["payload"]]
+        df["payload"] = [json.loads(x) if isinstance(x, str) and x else None for x in df["payload"]]
         return df
 
 

@@ -58,3 +58,19 @@ def test_labels_are_written_at_once(tmp_path):
 def test_load_results_without_store_names_the_file(tmp_path):
     with pytest.raises(LayoutError, match="evalkit.db"):
         load_results(tmp_path)
+
+
+def test_labels_without_payload(tmp_path):
+    with SQLiteStore(tmp_path / "e.db") as store:
+        store.add_label(video_hash="h1", reviewer="bo", kind="clip", failure_mode="blink", value="fail")
+        assert store.labels_frame().loc[0, "payload"] is None
+
+
+def test_item_metadata_survives_a_run_that_only_found_stored_results(tmp_path):
+    with SQLiteStore(tmp_path / "e.db") as store:
+        store.put_item(ItemRecord("a.mp4", "h1", "ck", "p1", None, 120, 29.97, 176, 144))
+        store.put_item(ItemRecord("a.mp4", "h1", "ck", "p1"))  # cached: no decode, no metadata
+        row = store.items_frame().iloc[0]
+        assert row["num_frames"] == 120 and row["fps"] == 29.97
+        store.put_item(ItemRecord("a.mp4", "h2", "ck", "p1"))  # the file changed: old metadata is wrong
+        assert store.items_frame().iloc[0]["num_frames"] is None or np.isnan(store.items_frame().iloc[0]["num_frames"])
