@@ -15,6 +15,7 @@ import numpy as np
 
 from evalkit._types import FaceTrack
 from evalkit.errors import ShapeError
+from evalkit.detectors._events import runs  # noqa: F401  (re-exported for blink/expression)
 
 NUM_POINTS = 478
 
@@ -115,13 +116,6 @@ def expression_measures(points: np.ndarray) -> np.ndarray:
 
 
 MEASURES = ("mouth_open", "lip_stretch", "brow_raise", "eye_widen")
-
-
-def runs(flags: np.ndarray) -> list[tuple[int, int]]:
-    """Inclusive ``(start, end)`` of each run of True in a 1-D bool array."""
-    padded = np.concatenate([[False], np.asarray(flags, bool), [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2])]
 
 
 def frames_for(seconds: float, fps: float, minimum: int = 1) -> int:

@@ -14,6 +14,7 @@ import torch
 
 from evalkit._types import DetectorResult, Event, VideoBatch, VideoInputs
 from evalkit.detector import BaseDetector
+from evalkit.detectors._events import runs
 from evalkit.errors import ShapeError
 
 
@@ -39,13 +40,6 @@ def frame_difference(frames: torch.Tensor, mask: torch.Tensor | None = None) -> 
         valid[:, 1:] &= mask[:, :-1]
         out = torch.where(valid, out, torch.full_like(out, float("nan")))
     return out
-
-
-def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
-    """Inclusive ``(start, end)`` of each run of True in a 1-D bool array."""
-    padded = np.concatenate([[False], flags, [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2])]
 
 
 class FrameDifferenceDetector(BaseDetector):
@@ -76,7 +70,7 @@ class FrameDifferenceDetector(BaseDetector):
         median = float(np.median(finite))
         limit = max(self.config["jump_factor"] * median, self.config["min_jump"])
         jumps = np.nan_to_num(series, nan=0.0) > limit
-        events = [Event(s, e, "jump", float(np.nanmax(series[s : e + 1]))) for s, e in _runs(jumps)]
+        events = [Event(s, e, "jump", float(np.nanmax(series[s : e + 1]))) for s, e in runs(jumps)]
         return DetectorResult(
             score=float(finite.mean()),
             flagged=bool(events),
