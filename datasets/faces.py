@@ -254,6 +254,42 @@ def expression_clips(factors: tuple[float, ...] = FACTORS, segment: int = 60) ->
     return out
 
 
+def real_variants() -> list[dict]:
+    """Real carphone footage as the curriculum stages and codecs show it: carphone_pristine and
+    carphone_distorted (heavily compressed) at full size, 0.5x and 2x, re-timed to 12, 10 and
+    8 fps (nearest frame), 0.5x at 12 fps, and pristine re-encoded as H.264 at crf 28 and 38.
+    Dicts with ``name``, ``frames``, ``fps`` (every one a real face: no exaggeration)."""
+    import tempfile
+
+    from evalkit.video import decode_video, write_video
+
+    out = []
+    for name in (CARPHONE, "carphone_distorted.mp4"):
+        frames, fps = load_clip(name)
+        stem = name.removesuffix(".mp4")
+        h, w = frames.shape[1:3]
+
+        def resized(clip: np.ndarray, scale: float) -> np.ndarray:
+            size = (int(w * scale) // 2 * 2, int(h * scale) // 2 * 2)
+            return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC) for f in clip])
+
+        def retimed(clip: np.ndarray, target: float) -> np.ndarray:
+            n = int(round(len(clip) * target / fps))
+            return clip[np.minimum(np.round(np.arange(n) * fps / target).astype(int), len(clip) - 1)]
+
+        out.append({"name": stem, "frames": frames, "fps": fps})
+        out += [{"name": f"{stem}@{s:g}x", "frames": resized(frames, s), "fps": fps} for s in (0.5, 2.0)]
+        out += [{"name": f"{stem}@{f:g}fps", "frames": retimed(frames, f), "fps": f} for f in (12.0, 10.0, 8.0)]
+        out.append({"name": f"{stem}@0.5x12fps", "frames": resized(retimed(frames, 12.0), 0.5), "fps": 12.0})
+        if name == CARPHONE:
+            for crf in (28, 38):
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = write_video(Path(tmp) / "clip.mp4", frames, fps, crf=crf)
+                    video = decode_video(path)
+                    out.append({"name": f"{stem}@crf{crf}", "frames": video.numpy_hwc(), "fps": video.fps})
+    return out
+
+
 def demo_clips(severity: float, rng: np.random.Generator) -> list[DemoClip]:
     """Three face clips whose defects grow with ``severity`` in ``[0, 1]``:
 
