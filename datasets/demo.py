@@ -44,7 +44,7 @@ class Stage:
 
 CURRICULUM = (
     Stage("ckpt_000500_image", 500, "image", 1.0, 160, 8.0, still=True),
-    Stage("ckpt_002000_lowres", 2000, "lowres", 1.0, 192, 12.0),
+    Stage("ckpt_002000_lowres", 2000, "lowres", 1.0, 192, 15.0),
     Stage("ckpt_004000_midres", 4000, "midres", 0.6, 288, 24.0),
     Stage("ckpt_008000_highres", 8000, "highres", 0.25, 360, None),
     Stage("ckpt_010000_post", 10000, "post", 0.0, 360, None),

@@ -290,10 +290,15 @@ def real_variants() -> list[dict]:
     return out
 
 
+# Long enough that a blink-free stretch is improbable for a real person (REFERENCE.md: at
+# 10.3/min, P(no blink in 20 s) = 0.03), so missing blinks can be flagged per clip.
+DEMO_TALK_SECONDS = 24.0
+
+
 def demo_clips(severity: float, rng: np.random.Generator) -> list[DemoClip]:
     """Three face clips whose defects grow with ``severity`` in ``[0, 1]``:
 
-    - ``face_talk``: carphone played back and forth for 6 s, each real blink removed with
+    - ``face_talk``: carphone played back and forth for ``DEMO_TALK_SECONDS``, each real blink removed with
       probability ``severity`` (truth: blinks kept, frames of each);
     - ``face_expression``: carphone with expressions scaled by ``1 + 2 * severity``;
     - ``face_astronaut``: the astronaut speaking with carphone's motion, same factor.
@@ -301,7 +306,7 @@ def demo_clips(severity: float, rng: np.random.Generator) -> list[DemoClip]:
     frames, fps, points = carphone()
     keep = [bool(rng.random() >= severity) for _ in CARPHONE_BLINKS]
     removed = tuple(b for b, k in zip(CARPHONE_BLINKS, keep) if not k)
-    n = int(round(6.0 * fps))
+    n = int(round(DEMO_TALK_SECONDS * fps))
     source = ping_pong_frames(frames, n)
     talk = ping_pong(remove_blinks(frames, removed), n)
     kept_ranges = tuple(b for b, k in zip(CARPHONE_BLINKS, keep) if k)
