@@ -76,6 +76,7 @@ def resolve_detectors(
         EvalkitError: an explicitly named detector cannot run here (says why).
     """
     config = config or {}
+    _check_device(device)
     explicit = names is not None
     chosen = [canonical_name(n) for n in names] if explicit else available_detectors()
     for key in config:
@@ -91,6 +92,17 @@ def resolve_detectors(
             continue
         detectors.append(get_detector(name, device=device, **config.get(name, {})))
     return detectors
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        raise EvalkitError(f"--device: expected cpu, cuda or cuda:N, got {device!r}") from exc
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise EvalkitError(f"--device {device}: no CUDA device is visible here (torch.cuda.is_available() is False); use --device cpu")
 
 
 def _key(digest: str, detector: Detector, prompt: str | None) -> ResultKey:

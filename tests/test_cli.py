@@ -91,3 +91,12 @@ def test_bad_checkpoint_metadata_names_the_file_and_run_goes_on(small_root, caps
 def test_missing_root_is_a_usage_error(tmp_path, capsys):
     assert main(["run", str(tmp_path / "nope"), "--detectors", "framediff"]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_cuda_without_gpu_fails_at_once(clips, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert main(["score", str(clips["carphone_pristine.mp4"]), "--detectors", "framediff", "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
