@@ -1,0 +1,399 @@
+"""Body-motion breakage: kinematic implausibility of the person in MediaPipe pose tracks.
+
+Input layout: pose landmarks ``(T, 33, 4)`` (x, y normalised to ``[0, 1]``, z in x's scale,
+visibility), the frame size ``(W, H)`` and the frame rate. Everything is measured in *body
+sizes* (shoulder width, or 0.75 x torso length when the hips show and the shoulders are
+foreshortened; a rolling median over ``size_window_s``) and in *seconds*, so clips at 8, 12, 24
+or 30 fps and any resolution compare.
+
+Checks, each a per-frame, per-part severity where 1.0 sits at its threshold:
+
+- ``stretch``: a bone (upper arm, forearm, thigh, shin, neck) longer than its own reference
+  (its 60th percentile in the clip, at least a human proportion of the body size) by
+  ``stretch_ratio`` while its whole limb is longer than its own by ``chain_ratio``, held over
+  ``stretch_hold_s``;
+- ``jump``: a limb bone's length changes in a step by ``jump_ratio`` (either way) and keeps its
+  new length: medians over ``teleport_window_s`` before and after a frame, against the spread
+  inside them (a limb turning out of the image plane shortens gradually);
+- ``speed`` / ``accel``: a joint, relative to the shoulders, faster than ``max_speed`` body
+  sizes/s or accelerating beyond ``max_accel`` sizes/s^2, over a ``baseline_s`` time step;
+- ``teleport``: a joint whose median position over ``teleport_window_s`` before and after a
+  frame differs by ``teleport_step`` sizes (jumps and stays), more than it moves inside the windows;
+- ``swap``: left and right limbs exchange places (plainly or mirrored about the body axis) from
+  one frame to the next;
+- ``dropout``: a limb vanishes (visibility < ``vis_low``) for ``dropout_min_s``..``dropout_max_s``
+  while the shoulders stay visible and the limb was and is again visible inside the frame;
+- ``angle``: an elbow or knee folded tighter than the human range (3-D interior angle below
+  ``min_joint_angle_deg``), sustained.
+
+Length, speed and jump checks use confident joints only (visibility >= ``vis_high``). The
+track is cut where the person is missing or the whole body jumps (a shot cut), and no
+check compares frames across a cut.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from evalkit._types import DetectorResult, Event, PoseTrack, VideoInputs
+from evalkit.detector import BaseDetector
+from evalkit.detectors._events import series_events
+from evalkit.errors import ShapeError
+
+log = logging.getLogger(__name__)
+
+NOSE, L_SHOULDER, R_SHOULDER, L_HIP, R_HIP = 0, 11, 12, 23, 24
+# name: (joint a, joint b, human length in shoulder widths, a generous mean over people)
+BONES: dict[str, tuple[int, int, float]] = {
+    "left_upper_arm": (11, 13, 0.85), "right_upper_arm": (12, 14, 0.85),
+    "left_forearm": (13, 15, 0.70), "right_forearm": (14, 16, 0.70),
+    "left_thigh": (23, 25, 1.10), "right_thigh": (24, 26, 1.10),
+    "left_shin": (25, 27, 1.05), "right_shin": (26, 28, 1.05),
+}
+JOINTS: dict[str, int] = {
+    "nose": 0, "left_elbow": 13, "right_elbow": 14, "left_wrist": 15, "right_wrist": 16,
+    "left_knee": 25, "right_knee": 26, "left_ankle": 27, "right_ankle": 28,
+}
+LIMBS: dict[str, tuple[int, int]] = {"arms": (13, 15), "legs": (25, 27)}  # left joints; right = +1
+LIMB_PARTS: dict[str, tuple[int, int]] = {
+    "left_arm": (13, 15), "right_arm": (14, 16), "left_leg": (25, 27), "right_leg": (26, 28),
+}
+HINGES: dict[str, tuple[int, int, int]] = {
+    "left_elbow": (11, 13, 15), "right_elbow": (12, 14, 16), "left_knee": (23, 25, 27), "right_knee": (24, 26, 28),
+}
+CHECKS = ("stretch", "jump", "speed", "accel", "teleport", "swap", "dropout", "angle")
+
+DEFAULTS: dict[str, Any] = {
+    "threshold": 1.0,
+    "min_visibility": 0.6,
+    "size_window_s": 1.0,
+    "min_duration_s": 0.15,
+    "baseline_s": 0.1,
+    "stretch_ratio": 1.3,
+    "chain_ratio": 1.15,
+    "stretch_hold_s": 0.3,
+    "neck_ratio": 1.4,
+    "max_speed": 16.0,
+    "max_accel": 360.0,
+    "teleport_window_s": 0.3,
+    "teleport_step": 0.6,
+    "jump_ratio": 1.35,
+    "swap_gain": 0.6,
+    "vis_low": 0.3,
+    "vis_high": 0.8,
+    "dropout_min_s": 0.15,
+    "dropout_max_s": 1.5,
+    "frame_margin": 0.03,
+    "min_joint_angle_deg": 20.0,
+    "cut_jump": 1.5,
+    "merge_gap_s": 0.25,
+}
+
+
+def _frames(seconds: float, fps: float, minimum: int = 1) -> int:
+    return max(minimum, int(round(seconds * fps)))
+
+
+def _rolling(x: np.ndarray, win: int, how: str = "median") -> np.ndarray:
+    """Centred rolling nan-median / nan-max over axis 0 of ``(T, ...)``; NaN outside the track."""
+    if win <= 1:
+        return x.copy()
+    left = (win - 1) // 2
+    pad = np.full((win - 1, *x.shape[1:]), np.nan, x.dtype)
+    padded = np.concatenate([pad[:left], x, pad[left:]])
+    view = sliding_window_view(padded, win, axis=0)  # (T, ..., win)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {"median": np.nanmedian, "max": np.nanmax, "min": np.nanmin}[how](view, axis=-1)
+
+
+def _shift(x: np.ndarray, k: int) -> np.ndarray:
+    """``out[t] = x[t - k]`` with NaN where ``t - k`` is outside."""
+    out = np.full_like(x, np.nan)
+    if k >= 0:
+        out[k:] = x[: len(x) - k]
+    else:
+        out[:k] = x[-k:]
+    return out
+
+
+def _jump(values: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray]:
+    """How far ``values`` ``(T, D)`` (NaN where unknown) jump at each frame and stay: the distance
+    between the medians of the ``win`` frames before and from ``t``, and the spread (median
+    distance to their own median, both windows summed) inside them. NaN where either window
+    holds fewer than half its frames: a median of one or two frames is no evidence of a level."""
+    t = len(values)
+    pad = np.full((win, values.shape[1]), np.nan)
+    before = sliding_window_view(np.concatenate([pad, values[:-1]]), win, axis=0)[:t]  # (T, D, win)
+    after = sliding_window_view(np.concatenate([values, pad[:-1]]), win, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mb, ma = np.nanmedian(before, -1), np.nanmedian(after, -1)
+        spread = np.nanmedian(np.linalg.norm(before - mb[..., None], axis=1), -1) + np.nanmedian(
+            np.linalg.norm(after - ma[..., None], axis=1), -1)
+    enough = (np.isfinite(before[:, 0]).sum(-1) * 2 >= win) & (np.isfinite(after[:, 0]).sum(-1) * 2 >= win)
+    step = np.linalg.norm(ma - mb, axis=-1)
+    return np.where(enough, step, np.nan), np.where(enough, spread, np.nan)
+
+
+def body_size(points: np.ndarray, visible: np.ndarray, fps: float, window_s: float = 1.0) -> np.ndarray:
+    """``(T,)`` body size in pixels: max(shoulder width, 0.75 torso length), rolling median."""
+    shoulder = np.linalg.norm(points[:, L_SHOULDER] - points[:, R_SHOULDER], axis=-1)
+    shoulder = np.where(visible[:, L_SHOULDER] & visible[:, R_SHOULDER], shoulder, np.nan)
+    mid_s = 0.5 * (points[:, L_SHOULDER] + points[:, R_SHOULDER])
+    mid_h = 0.5 * (points[:, L_HIP] + points[:, R_HIP])
+    torso = np.linalg.norm(mid_s - mid_h, axis=-1)
+    torso = np.where(visible[:, L_HIP] & visible[:, R_HIP], torso, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        size = np.nanmax(np.stack([shoulder, 0.75 * torso]), axis=0)
+    return _rolling(size, _frames(window_s, fps, 3) | 1)
+
+
+def segment_ids(points: np.ndarray, present: np.ndarray, size: np.ndarray, cut_jump: float) -> np.ndarray:
+    """``(T,)`` int segment of each frame (-1 where absent): a new one after a gap or a whole-body jump."""
+    mid = 0.5 * (points[:, L_SHOULDER] + points[:, R_SHOULDER])
+    jump = np.linalg.norm(mid - _shift(mid, 1), axis=-1) / size
+    starts = present & (~_shift(present.astype(float), 1).astype(bool) | (np.nan_to_num(jump) > cut_jump))
+    starts[0] = present[0]
+    seg = np.cumsum(starts) - 1
+    return np.where(present, seg, -1)
+
+
+def _same_segment(seg: np.ndarray, k: int) -> np.ndarray:
+    """``(T,)`` bool: frames ``t`` and ``t - k`` lie in one segment."""
+    prev = _shift(seg.astype(float), k)
+    return (seg >= 0) & (prev == seg)
+
+
+def pose_jitter(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, min_visibility: float = 0.6) -> dict[str, float]:
+    """Median per-frame jitter of each joint in body sizes: ``|p_t - (p_{t-1} + p_{t+1}) / 2|``.
+
+    On still or smoothly moving bodies this is the pose model's own noise (an upper bound)."""
+    points, visible = _pixels(landmarks, image_size, min_visibility)
+    points = points[..., :2]
+    size = body_size(points, visible, fps)
+    resid = np.linalg.norm(points - 0.5 * (_shift(points, 1) + _shift(points, -1)), axis=-1) / size[:, None]
+    ok = visible & (_shift(visible.astype(float), 1) == 1) & (_shift(visible.astype(float), -1) == 1) & np.isfinite(resid)
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for name, j in {"shoulders": [11, 12], **{k: [v] for k, v in JOINTS.items()}}.items():
+            vals = resid[:, j][ok[:, j]]
+            out[name] = float(np.median(vals)) if vals.size else float("nan")
+    return out
+
+
+def _inside(landmarks: np.ndarray, margin: float) -> np.ndarray:
+    """``(T, 33)`` bool: the landmark lies inside the frame by ``margin`` (a share of its size)."""
+    x, y = landmarks[..., 0], landmarks[..., 1]
+    return (x > margin) & (x < 1 - margin) & (y > margin) & (y < 1 - margin)
+
+
+def _pixels(landmarks: np.ndarray, image_size: tuple[int, int], min_visibility: float, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks in pixels ``(T, 33, 3)`` and ``(T, 33)`` visible (confident and inside the frame)."""
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (33, 4):
+        raise ShapeError("pose landmarks", "(T, 33, 4)", landmarks.shape)
+    w, h = image_size
+    points = landmarks[..., :3].astype(np.float64) * np.array([w, h, w])
+    visible = (np.nan_to_num(landmarks[..., 3], nan=0.0) >= min_visibility) & _inside(landmarks, margin)
+    return points, visible
+
+
+def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, **options: Any) -> dict[str, dict[str, np.ndarray]]:
+    """Per-check, per-part severities ``{check: {part: (T,) float}}``, 1.0 at the threshold, NaN
+    where undefined. ``landmarks``: ``(T, 33, 4)`` MediaPipe pose; ``image_size``: ``(W, H)``."""
+    o = {**DEFAULTS, **options}
+    points, visible = _pixels(landmarks, image_size, o["min_visibility"], o["frame_margin"])
+    # A pose model's own glitches (a joint or a left/right label flipping for a frame or two and
+    # back) are shorter than min_duration_s: a running median over that time removes them and
+    # keeps anything that lasts.
+    despike = max(3, _frames(o["min_duration_s"], fps) | 1)
+    visible = _rolling(visible.astype(float), despike) > 0.5
+    xy = np.where(visible[..., None], _rolling(np.where(visible[..., None], points[..., :2], np.nan), despike), np.nan)
+    present = ~np.isnan(landmarks[:, 0, 0])
+    size = body_size(xy, visible, fps, o["size_window_s"])
+    seg = segment_ids(xy, present & ~np.isnan(size), size, o["cut_jump"])
+    sustain = _frames(o["min_duration_s"], fps) | 1
+    out: dict[str, dict[str, np.ndarray]] = {c: {} for c in CHECKS}
+    mid = 0.5 * (xy[:, L_SHOULDER] + xy[:, R_SHOULDER])
+    rel = (xy - mid[:, None]) / size[:, None, None]  # (T, 33, 2) body frame, in sizes
+
+    # Length, speed and jump checks need confident joints: limbs the model is unsure of (out of
+    # shot, under clothes, arms folded up to a camera) wander at visibilities under vis_high
+    sure = visible & (_rolling(np.nan_to_num(landmarks[..., 3], nan=0.0), despike) >= o["vis_high"])
+
+    # stretch: bone length against its own clip reference and human proportions. A limb bone
+    # must also lengthen its whole limb (shoulder-elbow-wrist, hip-knee-ankle): an elbow the
+    # model slides along the arm (its least reliable joint) lengthens one bone and shortens the
+    # other, while a stretched bone lengthens the limb too
+    def stretch_ratio(length: np.ndarray, nominal: float) -> np.ndarray:
+        ref = np.full_like(length, np.nan)
+        for s in np.unique(seg[seg >= 0]):  # one reference per shot: a handful of segments
+            vals = length[seg == s]
+            if np.isfinite(vals).sum() >= sustain:
+                ref[seg == s] = max(float(np.nanpercentile(vals, 60)), nominal)
+        return _rolling(length / ref, hold)
+
+    hold = _frames(o["stretch_hold_s"], fps, 3) | 1
+    bone_len = lambda a, b: np.linalg.norm(xy[:, a] - xy[:, b], axis=-1) / size  # noqa: E731
+    bones = {**BONES, "neck": (NOSE, -1, 0.55)}
+    for name, (a, b, nominal) in bones.items():
+        if b < 0:
+            ok = sure[:, a] & visible[:, L_SHOULDER] & visible[:, R_SHOULDER]
+            length = np.linalg.norm(xy[:, a] - mid, axis=-1) / size
+            out["stretch"][name] = np.log(stretch_ratio(np.where(ok, length, np.nan), nominal)) / math.log(o["neck_ratio"])
+            continue
+        root, hinge, tip = next(j for j in HINGES.values() if a in j and b in j)
+        ok = sure[:, root] & sure[:, hinge] & sure[:, tip]
+        chain = np.where(ok, bone_len(root, hinge) + bone_len(hinge, tip), np.nan)
+        chain_nominal = sum(n for x, y, n in BONES.values() if {x, y} <= {root, hinge, tip})
+        sev_bone = np.log(stretch_ratio(np.where(ok, bone_len(a, b), np.nan), nominal)) / math.log(o["stretch_ratio"])
+        sev_chain = np.log(stretch_ratio(chain, chain_nominal)) / math.log(o["chain_ratio"])
+        out["stretch"][name] = np.fmin(sev_bone, sev_chain)
+
+    # speed / accel / teleport of joints relative to the shoulders
+    k = _frames(o["baseline_s"], fps)
+    dt = k / fps
+    both = lambda j, kk: sure[:, j] & _shift(sure[:, j].astype(float), kk).astype(bool) & _same_segment(seg, kk)  # noqa: E731
+    win = _frames(o["teleport_window_s"], fps, 2)
+    in_shot = _same_segment(seg, win) & _same_segment(seg, -(win - 1))
+    for name, j in JOINTS.items():
+        p = rel[:, j]
+        speed = np.linalg.norm(p - _shift(p, k), axis=-1) / dt
+        out["speed"][name] = np.where(both(j, k), speed / o["max_speed"], np.nan)
+        acc = np.linalg.norm(_shift(p, -k) - 2 * p + _shift(p, k), axis=-1) / dt**2
+        acc_ok = both(j, k) & both(j, -k)
+        out["accel"][name] = _rolling(np.where(acc_ok, acc / o["max_accel"], np.nan), 3)
+        step, spread = _jump(np.where(sure[:, j, None], p, np.nan), win)
+        out["teleport"][name] = np.where(in_shot, step / (o["teleport_step"] + 3.0 * spread), np.nan)
+
+    # jump: a limb bone's length (log) changes in a step and keeps its new length. Turning a limb
+    # out of the image plane shortens it gradually, with the spread inside the windows to match;
+    # a pose model that meets a stretched or detached forearm typically reports the wrist
+    # elsewhere (often closer to the elbow, reading the long limb as foreshortened) from one
+    # frame to the next. Confident joints only: unsure ones wander (a person holding a camera)
+    jump_win = _frames(o["teleport_window_s"], fps, 3)  # a spread needs three frames a side
+    jump_shot = _same_segment(seg, jump_win) & _same_segment(seg, -(jump_win - 1))
+    for name, (a, b, _) in BONES.items():
+        length = np.linalg.norm(xy[:, a] - xy[:, b], axis=-1) / size
+        log_len = np.where(sure[:, a] & sure[:, b], np.log(np.maximum(length, 1e-3)), np.nan)
+        step, spread = _jump(log_len[:, None], jump_win)
+        out["jump"][name] = np.where(jump_shot, step / (math.log(o["jump_ratio"]) + 3.0 * spread), np.nan)
+
+    # swap: left and right exchange from one frame to the next (plain or mirrored)
+    axis = xy[:, L_SHOULDER] - xy[:, R_SHOULDER]
+    axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-6)
+    mirror = lambda q: q - 2 * np.sum(q * axis[:, None], -1, keepdims=True) * axis[:, None]  # noqa: E731
+    for name, (jl, jl2) in LIMBS.items():
+        left, right = [jl, jl2], [jl + 1, jl2 + 1]
+        pl, pr = rel[:, left], rel[:, right]
+        ql, qr = _shift(pl, 1), _shift(pr, 1)
+        dist = lambda a, b: np.linalg.norm(a - b, axis=-1).sum(-1)  # noqa: E731
+        straight = dist(pl, ql) + dist(pr, qr)
+        crossed = np.minimum(dist(pl, qr) + dist(pr, ql), dist(pl, _shift(mirror(pr), 1)) + dist(pr, _shift(mirror(pl), 1)))
+        ok = visible[:, left + right].all(-1) & _shift(visible[:, left + right].all(-1).astype(float), 1).astype(bool)
+        out["swap"][name] = np.where(ok & _same_segment(seg, 1), (straight - crossed) / (2 * o["swap_gain"]), np.nan)
+
+    # dropout: a limb vanishes while the shoulders stay, inside the frame, and comes back
+    inside = _inside(landmarks, o["frame_margin"])
+    torso_seen = visible[:, L_SHOULDER] & visible[:, R_SHOULDER]
+    vis = np.nan_to_num(landmarks[..., 3], nan=0.0)
+    # two frames at least: a limb missing from one frame at 8 fps is a flicker, not a dropout
+    lo, hi = _frames(o["dropout_min_s"], fps, 2), _frames(o["dropout_max_s"], fps)
+    for name, (j1, j2) in LIMB_PARTS.items():
+        gone = (np.minimum(vis[:, j1], vis[:, j2]) < o["vis_low"]) & torso_seen & inside[:, j2]
+        seen = (np.minimum(vis[:, j1], vis[:, j2]) >= o["vis_high"]) & inside[:, j2]
+        seen = _rolling(seen.astype(float), lo | 1, "min") > 0.5  # seen steadily, not a flicker
+        sev = np.zeros(len(vis))
+        edges = np.flatnonzero(np.diff(np.r_[0, gone.astype(np.int8), 0]))
+        for s, e in zip(edges[::2], edges[1::2]):  # runs of a handful per clip, not frames
+            if lo <= e - s <= hi and s > 0 and e < len(vis) and seen[max(0, s - hi) : s].any() and seen[e : e + hi].any() \
+                    and seg[s - 1] == seg[min(e, len(vis) - 1)] >= 0:
+                sev[s:e] = 1.0 + (e - s) / max(hi, 1)
+        out["dropout"][name] = np.where(present, sev, np.nan)
+
+    # angle: hinge folded beyond the human range
+    for name, (a, b, c) in HINGES.items():
+        u, v = points[:, a] - points[:, b], points[:, c] - points[:, b]
+        cos = np.sum(u * v, -1) / np.maximum(np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-6)
+        angle = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+        ok = visible[:, a] & visible[:, b] & visible[:, c]
+        sev = np.where(ok, o["min_joint_angle_deg"] / np.maximum(angle, 1e-3), np.nan)
+        out["angle"][name] = _rolling(sev, sustain)
+    return out
+
+
+def motion_series(checks: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
+    """``(T,)`` worst severity over all checks and parts (NaN where nothing was defined)."""
+    stack = np.stack([s for parts in checks.values() for s in parts.values()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmax(stack, axis=0).astype(np.float32)
+
+
+def motion_breakage(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, **options: Any) -> tuple[float, np.ndarray]:
+    """Functional form: ``(score, series (T,))``; score = worst per-frame severity (>= 1: broken)."""
+    series = motion_series(motion_checks(landmarks, image_size, fps, **options))
+    score = float(np.nanmax(series)) if np.isfinite(series).any() else float("nan")
+    return score, series
+
+
+class MotionDetector(BaseDetector):
+    name: ClassVar[str] = "motion"
+    failure_mode: ClassVar[str] = "dance-motion breakage: stretched, detached, teleported or swapped limbs"
+    requires: ClassVar[frozenset[str]] = frozenset({"pose"})
+    higher_is_worse: ClassVar[bool] = True
+    version: ClassVar[str] = "2"
+    score_meaning: ClassVar[str] = (
+        "Worst kinematic violation of the tracked person as a multiple of its threshold "
+        "(bone stretch, bone-length jump, joint speed, jump-and-stay, left/right swap, limb dropout, joint angle); "
+        ">= 1 is broken."
+    )
+    default_config: ClassVar[dict[str, Any]] = dict(DEFAULTS)
+
+    def score(self, inputs: VideoInputs) -> DetectorResult:
+        video, pose = inputs.video, inputs.pose
+        t = video.num_frames
+        if pose is None or not isinstance(pose, PoseTrack):
+            return DetectorResult.skipped("no pose track", t)
+        if pose.landmarks.shape[0] != t:
+            raise ShapeError(f"{video.path} pose landmarks", f"({t}, 33, 4)", pose.landmarks.shape)
+        if not pose.present.any():
+            return DetectorResult.skipped("no person found", t)
+        opts = {k: v for k, v in self.config.items() if k != "threshold"}
+        checks = motion_checks(pose.landmarks, pose.image_size, video.fps, **opts)
+        series = motion_series(checks)
+        if not np.isfinite(series).any():
+            return DetectorResult.skipped("person never visible enough to judge", t)
+        threshold = float(self.config["threshold"])
+        gap = _frames(self.config["merge_gap_s"], video.fps)
+        events: list[Event] = []
+        fired: dict[str, int] = {}
+        for check, parts in checks.items():
+            for part, sev in parts.items():
+                found = series_events(sev, threshold, gap, f"{check}:{part}")
+                if found:
+                    events.extend(found)
+                    fired[check] = fired.get(check, 0) + len(found)
+        events.sort(key=lambda e: (e.start, -e.score))
+        score = float(np.nanmax(series))
+        stats = {
+            "checks_fired": sorted(fired),
+            "events_per_check": fired,
+            "worst_per_check": {c: _nanmax(p) for c, p in checks.items()},
+            "person_frames": int(pose.present.sum()),
+            "fps": float(video.fps),
+        }
+        return DetectorResult(score=score, flagged=score >= threshold, series=series, events=events, stats=stats)
+
+
+def _nanmax(parts: dict[str, np.ndarray]) -> float | None:
+    vals = np.concatenate([v[np.isfinite(v)] for v in parts.values()])
+    return float(vals.max()) if vals.size else None

@@ -1,0 +1,291 @@
+"""Motion detector: each check on synthetic pose tracks with known breaks (fast, no MediaPipe),
+plus one lean run of MediaPipe pose over real footage and the dancing puppet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from evalkit import PoseTrack, Video, VideoInputs, get_detector
+from evalkit.datasets.motion_eval import auc, localised
+from evalkit.detectors.motion import MotionDetector, motion_breakage, motion_checks, pose_jitter
+from evalkit.errors import ShapeError
+
+W, H = 640, 480
+# Rest pose of a frontal person, pixels: index -> (x, y)
+_REST = {0: (320, 90), 11: (370, 150), 12: (270, 150), 13: (395, 225), 14: (245, 225), 15: (405, 295),
+         16: (235, 295), 23: (350, 290), 24: (290, 290), 25: (355, 370), 26: (285, 370), 27: (358, 445),
+         28: (282, 445)}
+_NEAR = {**{i: 0 for i in range(1, 11)}, 17: 15, 19: 15, 21: 15, 18: 16, 20: 16, 22: 16, 29: 27, 31: 27, 30: 28, 32: 28}
+
+
+def dancer(fps: float, seconds: float = 4.0, seed: int = 0, jitter_px: float = 1.0) -> np.ndarray:
+    """``(T, 33, 4)`` normalised landmarks of a person swinging both arms, with pose-model jitter."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(fps * seconds))) / fps
+    pts = np.zeros((len(t), 33, 2))
+    for i, p in _REST.items():
+        pts[:, i] = p
+    for side, (s, e, w) in {1: (11, 13, 15), -1: (12, 14, 16)}.items():
+        angle = 0.6 * np.sin(2 * np.pi * 0.8 * t + (0 if side > 0 else 1.0))  # ~0.8 Hz arm swing
+        for j in (e, w):
+            d = pts[:, j] - pts[:, s]
+            c, sn = np.cos(side * angle), np.sin(side * angle)
+            pts[:, j] = pts[:, s] + np.stack([c * d[:, 0] - sn * d[:, 1], sn * d[:, 0] + c * d[:, 1]], -1)
+    pts += np.array([20.0, 0.0]) * np.sin(2 * np.pi * 0.4 * t)[:, None, None]  # body sway
+    for i, j in _NEAR.items():
+        pts[:, i] = pts[:, j] + rng.normal(0, 4, 2)
+    pts += rng.normal(0, jitter_px, pts.shape)
+    out = np.zeros((len(t), 33, 4), np.float32)
+    out[..., 0], out[..., 1] = pts[..., 0] / W, pts[..., 1] / H
+    out[..., 3] = 0.99
+    return out
+
+
+def _video(t: int, fps: float) -> Video:
+    return Video(path="synthetic.mp4", frames=torch.zeros((t, 3, 2, 2), dtype=torch.uint8), fps=fps,
+                 frame_indices=np.arange(t), source_size=(W, H), source_fps=fps, content_hash="x")
+
+
+def run(lm: np.ndarray, fps: float, **config):
+    return MotionDetector(**config).score(VideoInputs(video=_video(len(lm), fps), pose=PoseTrack(lm, (W, H))))
+
+
+def _rotate_arm(lm: np.ndarray, shoulder: int, joints: list[int], frames: slice, angle) -> None:
+    """Turn ``joints`` about the shoulder by ``angle`` (radians, scalar or per frame); lengths kept."""
+    px = lm[frames, :, :2] * np.array([W, H])
+    centre = px[:, shoulder : shoulder + 1]
+    d = px[:, joints] - centre
+    a = np.broadcast_to(np.asarray(angle, float), (len(d),))[:, None]
+    rot = np.stack([np.cos(a) * d[..., 0] - np.sin(a) * d[..., 1], np.sin(a) * d[..., 0] + np.cos(a) * d[..., 1]], -1)
+    lm[frames, joints, :2] = (centre + rot) / np.array([W, H])
+
+
+def _found(result, kind: str, start: int, end: int) -> bool:
+    return any(e.kind == kind and e.start <= end and e.end >= start for e in result.events)
+
+
+@pytest.mark.parametrize("fps", [8.0, 12.0, 24.0, 30.0])
+def test_clean_dance_is_not_flagged_at_any_fps(fps):
+    r = run(dancer(fps, seed=int(fps)), fps)
+    assert not r.flagged, (r.score, r.events)
+    assert r.series.shape == (int(round(4 * fps)),) and r.series.dtype == np.float32
+
+
+def test_clean_scores_compare_across_fps():
+    scores = [motion_breakage(dancer(f, seed=3), (W, H), f)[0] for f in (8.0, 12.0, 24.0, 30.0)]
+    assert max(scores) - min(scores) < 0.4, scores
+
+
+@pytest.mark.parametrize("fps", [12.0, 30.0])
+def test_stretched_forearm(fps):
+    lm = dancer(fps)
+    a, b = int(1.5 * fps), int(2.5 * fps)
+    forearm = lm[a:b, 15, :2] - lm[a:b, 13, :2]
+    lm[a:b, [15, 17, 19, 21], :2] += 0.7 * forearm[:, None]  # 1.7x longer for a second
+    r = run(lm, fps)
+    assert r.flagged and _found(r, "stretch:left_forearm", a, b - 1), r.events
+    assert "stretch" in r.stats["checks_fired"]
+
+
+@pytest.mark.parametrize("fps", [8.0, 24.0])
+def test_detached_forearm_snaps_and_stays(fps):
+    """A pose model meeting a detached forearm reports the wrist elsewhere from one frame on
+    (here: near the elbow, the long limb read as foreshortened), for as long as it lasts."""
+    lm = dancer(fps)
+    a, b = int(1.5 * fps), int(2.5 * fps)
+    elbow = lm[a:b, 13, :2]
+    lm[a:b, [15, 17, 19, 21], :2] = (elbow + 0.45 * (lm[a:b, 15, :2] - elbow))[:, None]
+    r = run(lm, fps)
+    assert r.flagged and _found(r, "jump:left_forearm", a - 1, a + 1), r.events
+
+
+def test_gradual_foreshortening_is_not_a_jump():
+    fps = 24.0
+    lm = dancer(fps, jitter_px=0.5)
+    t = np.arange(len(lm)) / fps
+    share = 1.0 - 0.55 * np.clip(np.minimum(t - 1.0, 3.0 - t) / 0.6, 0, 1)  # turns to 45 % in 0.6 s, back
+    for j in (15, 17, 19, 21):
+        lm[:, j, :2] = lm[:, 13, :2] + share[:, None] * (lm[:, j, :2] - lm[:, 13, :2])
+    checks = motion_checks(lm, (W, H), fps)
+    assert np.nanmax(checks["jump"]["left_forearm"]) < 1.0, np.nanmax(checks["jump"]["left_forearm"])
+    assert not run(lm, fps).flagged
+
+
+def test_elbow_sliding_along_the_arm_is_not_a_stretch():
+    """The elbow is the pose model's least sure joint: sliding it lengthens one bone and
+    shortens the other; the arm as a whole keeps its length."""
+    fps = 24.0
+    lm = dancer(fps)
+    a, b = 40, 70
+    s_, w_ = lm[a:b, 11, :2], lm[a:b, 15, :2]
+    lm[a:b, 13, :2] = s_ + 0.8 * (w_ - s_)  # the elbow most of the way to the wrist
+    checks = motion_checks(lm, (W, H), fps)
+    assert np.nanmax(checks["stretch"]["left_upper_arm"]) < 1.0
+
+
+def test_single_frame_stretch_is_pose_jitter_not_breakage():
+    lm = dancer(24.0)
+    lm[50, [15, 17, 19, 21], :2] += 0.7 * (lm[50, 15, :2] - lm[50, 13, :2])
+    assert not run(lm, 24.0).flagged
+
+
+@pytest.mark.parametrize("fps", [8.0, 24.0])
+def test_teleported_arm_jumps_and_stays(fps):
+    lm = dancer(fps)
+    a = int(2 * fps)
+    _rotate_arm(lm, 12, [14, 16, 18, 20, 22], slice(a, None), 1.6)  # the arm jumps up, and stays
+    r = run(lm, fps)
+    assert r.flagged and (_found(r, "teleport:right_wrist", a - 2, a + 2) or _found(r, "teleport:right_elbow", a - 2, a + 2)), r.events
+
+
+def test_speed_beyond_human():
+    fps = 30.0
+    lm = dancer(fps)
+    a = 60
+    swing = np.r_[np.linspace(0, np.pi, 4), np.linspace(np.pi, 0, 4)]  # half a turn in 0.1 s and back
+    _rotate_arm(lm, 11, [13, 15, 17, 19, 21], slice(a, a + 8), swing)
+    r = run(lm, fps)
+    assert _found(r, "speed:left_wrist", a, a + 8), r.events
+
+
+def test_left_right_swap():
+    fps = 24.0
+    lm = dancer(fps)
+    a, b = 40, 60
+    left, right = [13, 15, 17, 19, 21], [14, 16, 18, 20, 22]
+    lm[a:b, left + right] = lm[a:b, right + left].copy()
+    r = run(lm, fps)
+    assert _found(r, "swap:arms", a - 1, a + 1), r.events
+
+
+def test_one_frame_label_flip_is_ignored():
+    lm = dancer(24.0)
+    left, right = [13, 15, 17, 19, 21], [14, 16, 18, 20, 22]
+    lm[40, left + right] = lm[40, right + left].copy()  # MediaPipe's own glitch on real footage
+    assert not run(lm, 24.0).flagged
+
+
+def test_limb_dropout_while_body_visible():
+    fps = 24.0
+    lm = dancer(fps)
+    a, b = 40, 52
+    lm[a:b, [13, 15, 17, 19, 21], 3] = 0.05
+    r = run(lm, fps)
+    assert _found(r, "dropout:left_arm", a, b - 1), r.events
+    lm2 = dancer(fps)
+    lm2[a:, [13, 15, 17, 19, 21], 3] = 0.05  # leaves and never comes back: out of shot, not a dropout
+    assert not _found(run(lm2, fps), "dropout:left_arm", a, len(lm2))
+
+
+def test_elbow_folded_beyond_human_range():
+    fps = 24.0
+    lm = dancer(fps, jitter_px=0.3)
+    a, b = 40, 56
+    shoulder, elbow = lm[a:b, 11, :2], lm[a:b, 13, :2]
+    lm[a:b, 15, :2] = elbow + 0.98 * (shoulder - elbow) + np.array([4.0 / W, 0])  # ~2 deg interior angle
+    r = run(lm, fps)
+    assert _found(r, "angle:left_elbow", a, b - 1), r.events
+
+
+def test_shot_cut_is_not_a_teleport():
+    fps = 24.0
+    lm = dancer(fps)
+    lm[48:, :, 0] -= 250.0 / W  # the whole person elsewhere: a new shot
+    assert not run(lm, fps).flagged
+
+
+def test_checks_cover_every_part_and_shape():
+    lm = dancer(12.0)
+    checks = motion_checks(lm, (W, H), 12.0)
+    assert set(checks) == {"stretch", "jump", "speed", "accel", "teleport", "swap", "dropout", "angle"}
+    assert all(s.shape == (len(lm),) for parts in checks.values() for s in parts.values())
+    jitter = pose_jitter(lm, (W, H), 12.0)
+    assert 0 < jitter["shoulders"] < 0.05
+
+
+def test_no_person_and_bad_shapes():
+    lm = np.full((20, 33, 4), np.nan, np.float32)
+    r = run(lm, 24.0)
+    assert r.is_skipped and np.isnan(r.score) and r.series.shape == (20,)
+    with pytest.raises(ShapeError, match="expected"):
+        motion_checks(np.zeros((5, 17, 4)), (W, H), 24.0)
+    with pytest.raises(ShapeError, match="synthetic.mp4"):
+        MotionDetector().score(VideoInputs(video=_video(10, 24.0), pose=PoseTrack(dancer(24.0)[:5], (W, H))))
+
+
+def test_registered_under_dance_alias():
+    d = get_detector("dance")
+    assert isinstance(d, MotionDetector) and d.requires == frozenset({"pose"})
+
+
+# ---- real pose: MediaPipe over real footage and a small held-out puppet set ------------------
+# Seeds 3000-3005 were never used to tune (tuning: 0-59): five broken clips (every kind, the
+# first twice) and a clean dance, 12 fps, 2.5 s, so the whole module stays under ~40 s.
+
+HELD_OUT = {"stretch": 3000, "detach": 3001, "teleport": 3002, "swap": 3003, "stretch2": 3004, None: 3005}
+
+
+@pytest.fixture(scope="module")
+def real_poses():
+    from evalkit.datasets import body
+    from evalkit.datasets.footage import load_clip
+    from evalkit.datasets.motion_eval import retime
+    from evalkit.landmarks import extract_pose
+
+    bikes, fps = load_clip("bikes.mp4", max_side=360)
+    cyclist, cyc_fps = retime(bikes[75:175], fps, 12.0)  # the cyclist, at 12 fps
+    rig = body.astronaut_rig()
+    out = {"bikes": (cyclist, cyc_fps, extract_pose(cyclist), None)}
+    for kind, seed in HELD_OUT.items():
+        frames, truth = body.make_clip(np.random.default_rng(seed), 12.0, 2.5, kind and kind.rstrip("2"), rig=rig)
+        out[kind or "clean"] = (frames, 12.0, extract_pose(frames), truth)
+    return out
+
+
+def _score_pose(frames, fps, pose):
+    return MotionDetector().score(VideoInputs(video=_video(len(frames), fps), pose=pose))
+
+
+@pytest.mark.slow
+def test_real_cyclist_is_not_flagged(real_poses):
+    frames, fps, pose, _ = real_poses["bikes"]
+    assert pose.present.mean() > 0.5
+    r = _score_pose(frames, fps, pose)
+    assert not r.flagged, (r.score, r.events)
+
+
+@pytest.mark.slow
+def test_mediapipe_tracks_the_puppet(real_poses):
+    from evalkit.datasets import body
+
+    frames, fps, pose, truth = real_poses["clean"]
+    assert pose.present.mean() > 0.9
+    err = np.nanmedian(body.tracking_error(pose.landmarks, truth, pose.image_size), axis=0)
+    assert err[:3].max() < 0.3, err  # nose and shoulders within 0.3 shoulder widths
+
+
+def _held_out_results(real_poses):
+    neg = [_score_pose(*real_poses[k][:3]) for k in ("bikes", "clean")]
+    pos = {k: _score_pose(*real_poses[k][:3]) for k in HELD_OUT if k}
+    found = {k: localised(r, real_poses[k][3], 12.0) for k, r in pos.items()}
+    return neg, pos, found
+
+
+@pytest.mark.slow
+def test_targets_on_held_out_puppets(real_poses):
+    """Issue targets on clips never tuned on: negatives not flagged (FPR <= 5 %), AUC >= 0.9,
+    the broken range found for detached, teleported and swapped limbs."""
+    neg, pos, found = _held_out_results(real_poses)
+    assert not any(r.flagged for r in neg), [(r.score, r.events) for r in neg]
+    assert auc([r.score for r in pos.values()], [r.score for r in neg]) >= 0.9
+    assert all(found[k] for k in ("detach", "teleport", "swap")), {k: (found[k], r.score, r.events[:3]) for k, r in pos.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known gap: MediaPipe reads a 1.45-1.8x stretched puppet forearm as "
+                   "1.1-1.3x, inside its own noise on the puppet (docs/motion.md); strict: passing means update the docs")
+def test_stretched_limbs_localised_on_held_out_puppets(real_poses):
+    _, _, found = _held_out_results(real_poses)
+    assert found["stretch"] and found["stretch2"]
