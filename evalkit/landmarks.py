@@ -156,6 +156,13 @@ def extract(
 def _worker_init() -> None:
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ.get("EVALKIT_WORKER_STDERR") != "1":
+        # MediaPipe's C++ side writes several absl warnings per graph straight to fd 2, which
+        # no log level silences. Worker failures still reach the parent through the futures;
+        # EVALKIT_WORKER_STDERR=1 keeps the raw output for debugging.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
 
 
 class LandmarkPool:
