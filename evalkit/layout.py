@@ -149,9 +149,11 @@ def scan_root(root: str | Path) -> RootLayout:
     Problems (bad metadata, unreadable prompts) are collected, not raised, so that one bad
     checkpoint does not stop the others; a missing or non-directory ``root`` raises.
     """
-    root = Path(root)
-    if not root.is_dir():
+    if not Path(root).is_dir():
         raise LayoutError(str(root), "not a directory")
+    # Absolute paths: the store, the report and the widgets (run from notebooks/) must agree on
+    # which file a row belongs to whatever the working directory was.
+    root = Path(root).resolve()
     problems: list[LayoutError] = []
     prompts: dict[str, Prompt] = {}
     prompts_path = root / "prompts.jsonl"
