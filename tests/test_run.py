@@ -75,3 +75,15 @@ def test_score_api_returns_dataframe(clips):
     df = evalkit.score([clips["carphone_pristine.mp4"], clips["bikes.mp4"]], detectors=["framediff"])
     assert isinstance(df, pd.DataFrame) and len(df) == 2 and df["error"].isna().all()
     assert list(df["series"].map(len)) == [120, 250]
+
+
+def test_root_given_relative_is_found_from_another_directory(small_root, monkeypatch):
+    """`evalkit run demo` from the repository, then notebooks open `../demo` from notebooks/."""
+    monkeypatch.chdir(small_root.parent)
+    run_root(small_root.name, detectors=["framediff"], workers=0, write_report=False)
+    (small_root.parent / "elsewhere").mkdir()
+    monkeypatch.chdir(small_root.parent / "elsewhere")
+    from evalkit.widgets import ReviewData
+
+    assert len(ReviewData("../" + small_root.name).clips()) == 4
+    assert all(v.startswith("/") for v in evalkit.load_results("../" + small_root.name)["video"])
