@@ -26,6 +26,9 @@ Checks, each a per-frame, per-part severity where 1.0 sits at its threshold:
 - ``angle``: an elbow or knee folded tighter than the human range (3-D interior angle below
   ``min_joint_angle_deg``), sustained.
 
+Only a credible body is judged (``judged_frames``: shoulders confidently visible, head and
+shoulders holding together; a skeleton on a cartoon or a door is not judged) and only limbs seen
+in ``limb_min_share`` of those frames (not legs the model invents under an upper body).
 Length, speed and jump checks use confident joints only (visibility >= ``vis_high``). The
 track is cut where the person is missing or the whole body jumps (a shot cut), and no
 check compares frames across a cut.
@@ -93,6 +96,10 @@ DEFAULTS: dict[str, Any] = {
     "min_joint_angle_deg": 20.0,
     "cut_jump": 1.5,
     "merge_gap_s": 0.25,
+    "judge_window_s": 1.0,
+    "judge_min_share": 0.5,
+    "max_incoherence": 0.25,
+    "limb_min_share": 0.4,
 }
 
 
@@ -143,16 +150,20 @@ def _jump(values: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def body_size(points: np.ndarray, visible: np.ndarray, fps: float, window_s: float = 1.0) -> np.ndarray:
-    """``(T,)`` body size in pixels: max(shoulder width, 0.75 torso length), rolling median."""
+    """``(T,)`` body size in pixels: max(shoulder width, 0.75 torso length, 1.5 nose-to-shoulders),
+    rolling median. The head term holds the size on a side view without hips in shot, where the
+    shoulder width collapses (frontal, nose-to-shoulders is ~0.5 shoulder widths: it never leads)."""
     shoulder = np.linalg.norm(points[:, L_SHOULDER] - points[:, R_SHOULDER], axis=-1)
     shoulder = np.where(visible[:, L_SHOULDER] & visible[:, R_SHOULDER], shoulder, np.nan)
     mid_s = 0.5 * (points[:, L_SHOULDER] + points[:, R_SHOULDER])
     mid_h = 0.5 * (points[:, L_HIP] + points[:, R_HIP])
     torso = np.linalg.norm(mid_s - mid_h, axis=-1)
     torso = np.where(visible[:, L_HIP] & visible[:, R_HIP], torso, np.nan)
+    neck = np.linalg.norm(points[:, NOSE] - mid_s, axis=-1)
+    neck = np.where(visible[:, NOSE] & visible[:, L_SHOULDER] & visible[:, R_SHOULDER], neck, np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        size = np.nanmax(np.stack([shoulder, 0.75 * torso]), axis=0)
+        size = np.nanmax(np.stack([shoulder, 0.75 * torso, 1.5 * neck]), axis=0)
     return _rolling(size, _frames(window_s, fps, 3) | 1)
 
 
@@ -190,6 +201,43 @@ def pose_jitter(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, 
     return out
 
 
+def judged_frames(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, **options: Any) -> tuple[np.ndarray, dict[str, float]]:
+    """``(T,)`` bool: frames where the pose evidence is credible enough to judge a body, and why
+    not elsewhere (``{"torso_unsure": share, "incoherent": share}`` of the person's frames).
+
+    Credible: over ``judge_window_s`` around a frame, both shoulders are confidently visible
+    (>= ``vis_high``) in at least ``judge_min_share`` of the frames, and the head and shoulders
+    hold together: the median change of the eye distance and the shoulder width (in log, over
+    ``baseline_s``) stays under ``max_incoherence``. A skeleton the model puts on a cartoon, a
+    door or a tree rescales its head and shoulders from frame to frame; a real or a broken body
+    does not (breakage moves limbs, not the eyes against the shoulders)."""
+    o = {**DEFAULTS, **options}
+    points, _ = _pixels(landmarks, image_size, o["min_visibility"])
+    vis = np.nan_to_num(landmarks[..., 3], nan=0.0)
+    present = ~np.isnan(landmarks[:, 0, 0])
+    win = _frames(o["judge_window_s"], fps, 3) | 1
+    sure = (np.minimum(vis[:, L_SHOULDER], vis[:, R_SHOULDER]) >= o["vis_high"]) & present
+    share = _rolling_mean(sure.astype(float), win)
+    torso_ok = share >= o["judge_min_share"]
+    k = _frames(o["baseline_s"], fps)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_eye = np.log(np.linalg.norm(points[:, 2, :2] - points[:, 5, :2], axis=-1))
+        log_sw = np.log(np.linalg.norm(points[:, L_SHOULDER, :2] - points[:, R_SHOULDER, :2], axis=-1))
+    change = np.abs(log_eye - _shift(log_eye, k)) + np.abs(log_sw - _shift(log_sw, k))
+    change = np.where(np.isfinite(change), change, np.nan)
+    coherent = np.nan_to_num(_rolling(change, win), nan=np.inf) <= o["max_incoherence"]
+    judged = present & torso_ok & coherent
+    n = max(int(present.sum()), 1)
+    why = {"torso_unsure": float((present & ~torso_ok).sum() / n), "incoherent": float((present & torso_ok & ~coherent).sum() / n)}
+    return judged, why
+
+
+def _rolling_mean(x: np.ndarray, win: int) -> np.ndarray:
+    """Centred rolling mean of ``(T,)`` over ``win`` frames (shorter at the ends)."""
+    c = np.convolve(x, np.ones(win), "same")
+    return c / np.convolve(np.ones_like(x), np.ones(win), "same")
+
+
 def _inside(landmarks: np.ndarray, margin: float) -> np.ndarray:
     """``(T, 33)`` bool: the landmark lies inside the frame by ``margin`` (a share of its size)."""
     x, y = landmarks[..., 0], landmarks[..., 1]
@@ -217,7 +265,11 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
     despike = max(3, _frames(o["min_duration_s"], fps) | 1)
     visible = _rolling(visible.astype(float), despike) > 0.5
     xy = np.where(visible[..., None], _rolling(np.where(visible[..., None], points[..., :2], np.nan), despike), np.nan)
-    present = ~np.isnan(landmarks[:, 0, 0])
+    # judge only a credible body (judged_frames) and the limbs the model sees for most of it
+    present, _ = judged_frames(landmarks, image_size, fps, **o)
+    visible &= present[:, None]
+    xy = np.where(present[:, None, None], xy, np.nan)
+    limb_ok = _limbs_judged(visible, present, o["limb_min_share"])
     size = body_size(xy, visible, fps, o["size_window_s"])
     seg = segment_ids(xy, present & ~np.isnan(size), size, o["cut_jump"])
     sustain = _frames(o["min_duration_s"], fps) | 1
@@ -327,7 +379,33 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
         ok = visible[:, a] & visible[:, b] & visible[:, c]
         sev = np.where(ok, o["min_joint_angle_deg"] / np.maximum(angle, 1e-3), np.nan)
         out["angle"][name] = _rolling(sev, sustain)
+    # not judged: frames without a credible body, limbs the model invents (rarely visible)
+    for check, parts in out.items():
+        for part, sev in parts.items():
+            keep = present & limb_ok[_limb_of(part)]
+            parts[part] = np.where(keep, sev, np.nan)
     return out
+
+
+def _limb_of(part: str) -> str:
+    """The limb a part belongs to (``left_arm`` ...), ``"arms"`` / ``"legs"`` for swaps, else ``"body"``."""
+    if part in ("arms", "legs"):
+        return part
+    side = part.split("_")[0]
+    if any(w in part for w in ("arm", "elbow", "wrist")):
+        return f"{side}_arm"
+    if any(w in part for w in ("thigh", "shin", "knee", "ankle", "leg")):
+        return f"{side}_leg"
+    return "body"
+
+
+def _limbs_judged(visible: np.ndarray, judged: np.ndarray, min_share: float) -> dict[str, bool]:
+    """Whether each limb is seen (all its joints visible) in ``min_share`` of the judged frames.
+    A limb the model invents (out of shot, under an upper-body subject) is not judged."""
+    n = max(int(judged.sum()), 1)
+    ok = {name: bool((visible[:, [j1 - 2, j1, j2]].all(-1) & judged).sum() / n >= min_share)
+          for name, (j1, j2) in LIMB_PARTS.items()}
+    return {**ok, "arms": ok["left_arm"] and ok["right_arm"], "legs": ok["left_leg"] and ok["right_leg"], "body": True}
 
 
 def motion_series(checks: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
@@ -350,7 +428,7 @@ class MotionDetector(BaseDetector):
     failure_mode: ClassVar[str] = "dance-motion breakage: stretched, detached, teleported or swapped limbs"
     requires: ClassVar[frozenset[str]] = frozenset({"pose"})
     higher_is_worse: ClassVar[bool] = True
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"
     score_meaning: ClassVar[str] = (
         "Worst kinematic violation of the tracked person as a multiple of its threshold "
         "(bone stretch, bone-length jump, joint speed, jump-and-stay, left/right swap, limb dropout, joint angle); "
@@ -370,8 +448,14 @@ class MotionDetector(BaseDetector):
         opts = {k: v for k, v in self.config.items() if k != "threshold"}
         checks = motion_checks(pose.landmarks, pose.image_size, video.fps, **opts)
         series = motion_series(checks)
+        judged, why = judged_frames(pose.landmarks, pose.image_size, video.fps, **opts)
+        judge_stats = {"person_frames": int(pose.present.sum()), "judged_frames": int(judged.sum()),
+                       "not_judged": {k: round(v, 3) for k, v in why.items()}}
         if not np.isfinite(series).any():
-            return DetectorResult.skipped("person never visible enough to judge", t)
+            result = DetectorResult.skipped("not judged: no credible body in the pose track (torso unsure or "
+                                            "head and shoulders incoherent)", t)
+            result.stats.update(judge_stats)
+            return result
         threshold = float(self.config["threshold"])
         gap = _frames(self.config["merge_gap_s"], video.fps)
         events: list[Event] = []
@@ -388,7 +472,7 @@ class MotionDetector(BaseDetector):
             "checks_fired": sorted(fired),
             "events_per_check": fired,
             "worst_per_check": {c: _nanmax(p) for c, p in checks.items()},
-            "person_frames": int(pose.present.sum()),
+            **judge_stats,
             "fps": float(video.fps),
         }
         return DetectorResult(score=score, flagged=score >= threshold, series=series, events=events, stats=stats)
