@@ -15,7 +15,7 @@ import torch
 
 from evalkit._types import DetectorResult, VideoBatch, VideoInputs
 from evalkit.detector import BaseDetector
-from evalkit.errors import ShapeError
+from evalkit.detectors.framediff import frame_difference
 
 
 def frame_flicker(frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -23,12 +23,7 @@ def frame_flicker(frames: torch.Tensor, mask: torch.Tensor | None = None) -> tor
 
     Frame 0 and frames whose previous frame is padding get 0 (use ``mask[:, 1:] & mask[:, :-1]``).
     """
-    if frames.ndim != 5:
-        raise ShapeError("frame_flicker frames", "(B, T, C, H, W)", tuple(frames.shape))
-    diff = (frames[:, 1:] - frames[:, :-1]).abs().flatten(2).mean(-1)
-    if mask is not None:
-        diff = diff * (mask[:, 1:] & mask[:, :-1])
-    return torch.nn.functional.pad(diff, (1, 0))
+    return torch.nan_to_num(frame_difference(frames, mask) / 255.0, nan=0.0)
 
 
 def temporal_flickering(frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
