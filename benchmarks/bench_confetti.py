@@ -21,53 +21,73 @@ import numpy as np
 import torch
 
 from evalkit.datasets.footage import load_clip
+from evalkit.detectors._blockmotion import dilate, max_vector, motion_vectors, pyramid
 from evalkit.detectors.confetti import (
     BLOCK,
     ConfettiMaps,
-    _dilate,
     confetti_maps,
     directional_residual,
+    range_images,
     search_radius,
     small_detail,
-    to_luma,
+    to_planes,
     transient_residual,
     working_size,
 )
 from evalkit.video import DecodeOptions, decode_video, write_video
 
 
-def per_frame_loop(frames: torch.Tensor, fps: float, work_short_side: int = 192, max_speed: float = 1.0,
-                   min_speed: float = 0.05, min_contrast: float = 0.10, noise_factor: float = 5.0,
-                   max_spot_size: float = 0.025) -> ConfettiMaps:
-    """The computation of :func:`confetti_maps` for one video ``(T, 3, H, W)``, frame by frame."""
+def per_frame_loop(frames: torch.Tensor, fps: float, work_short_side: int = 128, max_speed: float = 1.0,
+                   min_speed: float = 0.05, min_contrast: float = 0.14, noise_factor: float = 5.0,
+                   max_spot_size: float = 0.025, cut_ratio: float = 4.0, cut_level: float = 0.04) -> ConfettiMaps:
+    """The computation of :func:`confetti_maps` for one video ``(T, 3, H, W)``, frame by frame
+    and pair by pair, with Python scalars for the per-clip statistics (the VBench pattern)."""
     t_len, _, height, width = frames.shape
     size = working_size(height, width, work_short_side)
-    radius = search_radius(fps, work_short_side, max_speed)
-    max_spot = max(3, int(round(max_spot_size * work_short_side)))
-    luma = [to_luma(frames[t : t + 1], size) for t in range(t_len)]
-    fwd, bwd = [], []
-    for t in range(t_len - 1):
-        fwd.append(directional_residual(luma[t], luma[t + 1], radius))
-        bwd.append(directional_residual(luma[t + 1], luma[t], radius))
-    mask = torch.ones((1, t_len), dtype=torch.bool, device=frames.device)
+    short = min(size)
+    radius = search_radius(fps, short, max_speed)
+    pad = max_vector(radius)
+    max_spot = max(3, int(round(max_spot_size * short)))
+    planes = [to_planes(frames[t : t + 1], size) for t in range(t_len)]
+    res, noise, cost, speed = {}, {}, {}, {}
+    for d in range(2):
+        for p in range(t_len - 1):
+            a, b = (p, p + 1) if d == 0 else (p + 1, p)
+            vec = motion_vectors(pyramid(planes[a][0]), pyramid(planes[b][0]), radius, BLOCK)
+            r_y, s_y, c_y = directional_residual(planes[a][0], range_images(planes[b][0]), vec, BLOCK, pad)
+            r_c, s_c, _ = directional_residual(planes[a][1], range_images(planes[b][1]), vec / 2, BLOCK // 2, pad // 2)
+            res[d, p] = (r_y, r_c)
+            noise[d, p] = [s_y[0, 0].item(), s_c[0, 0].item(), s_c[0, 1].item()]
+            cost[d, p] = c_y.item()
+            speed[d, p] = vec.norm(dim=1).view(1, size[0] // BLOCK, size[1] // BLOCK)
+    lower_median = lambda xs: sorted(xs)[(len(xs) - 1) // 2]  # noqa: E731  (torch's median)
+    pair_cost = [max(cost[0, p], cost[1, p]) for p in range(t_len - 1)]
+    limit = max(cut_ratio * lower_median(pair_cost), cut_level)
+    pair_ok = [c <= limit for c in pair_cost]
+    ok = [p for p in range(t_len - 1) if pair_ok[p]]
+    sigma = [max(lower_median([noise[d, p][c] for p in ok]) for d in range(2)) for c in range(3)]
+    floor = [max(s * noise_factor, min_contrast) for s in sigma]
+    norm = {}
+    for key, (r_y, r_c) in res.items():
+        colour = torch.maximum(r_c[:, 0] / floor[1], r_c[:, 1] / floor[2]).repeat_interleave(2, -2).repeat_interleave(2, -1)
+        norm[key] = torch.maximum(r_y[:, 0] / floor[0], colour)
+    ok_t = torch.tensor([pair_ok], device=frames.device)
     spots = torch.zeros((1, t_len) + size, dtype=torch.bool, device=frames.device)
-    excess_all = torch.zeros((1, t_len) + size, device=frames.device)
     for t in range(1, t_len - 1):
         lo, hi = max(0, t - 2), min(t_len - 1, t + 2)  # the pairs frame t's evidence reads
-        nxt = torch.stack([r[0] for r in fwd[lo:hi]], 1)
-        prv = torch.stack([r[0] for r in bwd[lo:hi]], 1)
-        window = transient_residual(nxt, prv, mask[:, lo : hi + 1])
-        incoherent = window[:, t - lo - 1]
-        fast = torch.maximum(fwd[t][1], bwd[t - 1][1]) * (fps / work_short_side)
-        moving = _dilate((fast > min_speed).float(), 3, 3).repeat_interleave(BLOCK, -2).repeat_interleave(BLOCK, -1) > 0
-        floor = max(min_contrast, noise_factor * max(fwd[t][2].item(), bwd[t - 1][2].item()))
-        excess = small_detail(incoherent, max_spot)
-        spots[0, t] = (excess[0] > floor) & moving[0]
-        excess_all[0, t] = excess[0]
+        nxt = torch.stack([norm[0, p] for p in range(lo, hi)], 1)
+        prv = torch.stack([norm[1, p] for p in range(lo, hi)], 1)
+        incoherent = transient_residual(nxt, prv, ok_t[:, lo:hi])[:, t - lo - 1]
+        if pair_ok[t - 1] and pair_ok[t]:
+            spots[0, t] = small_detail(incoherent, max_spot)[0] > 1.0
     valid = torch.zeros((1, t_len), dtype=torch.bool)
-    valid[:, 1:-1] = True
-    none = torch.zeros(1, t_len)
-    return ConfettiMaps(spots=spots, moving=spots, excess=excess_all, valid=valid, noise=none, floor=none)
+    none = torch.zeros(1, 3)
+    fast = [dilate((torch.maximum(speed[0, t], speed[1, t - 1]) * fps / short > min_speed).float(), 3, 3) for t in range(1, t_len - 1)]
+    moving = torch.zeros_like(spots)
+    for t, f in enumerate(fast, start=1):
+        if pair_ok[t - 1] and pair_ok[t]:
+            moving[0, t] = f[0].repeat_interleave(BLOCK, -2).repeat_interleave(BLOCK, -1) > 0
+    return ConfettiMaps(spots=spots, moving=moving, excess=spots.float(), valid=valid, noise=none, floor=none)
 
 
 def _sync(device: str) -> None:
@@ -110,7 +130,7 @@ def main() -> None:
             with torch.no_grad():
                 batched = confetti_maps(frames[None], fps)  # warm-up, and the maps to compare
                 looped = per_frame_loop(frames, fps)
-                if not torch.equal(batched.spots.cpu(), looped.spots.cpu()):
+                if not (torch.equal(batched.spots.cpu(), looped.spots.cpu()) and torch.equal(batched.moving.cpu(), looped.moving.cpu())):
                     raise RuntimeError("per-frame loop and batched detector disagree")
                 det_s = best_time(lambda: confetti_maps(frames[None], fps), args.repeats, args.device)
                 loop_s = best_time(lambda: per_frame_loop(frames, fps), max(1, args.repeats - 1), args.device)

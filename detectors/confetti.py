@@ -1,21 +1,27 @@
-"""Confetti: small, high-contrast detail that flickers in and out of moving regions.
+"""Confetti: small, high-contrast detail that flickers in and out of moving video.
 
 Video models trained on fast motion (rain, wings, hair) produce "sparkle": specks that exist
 in one frame and are gone in the next, in a way no motion explains. Whole-frame averages
 dilute it and flow-masked warping errors mask it out (see ``shared/REFERENCE.md``), so this
 detector looks for it locally:
 
-1. Luma is resampled to a working grid whose shorter side is ``work_short_side`` pixels, so
-   sizes are fractions of the frame whatever the input resolution.
-2. Motion is compensated in both directions (t -> t-1, t -> t+1) by coarse-to-fine block
-   matching; the search radius is a speed in frame heights per second, divided by fps.
+1. Frames are resampled to a working grid whose shorter side is ``work_short_side`` pixels
+   (smaller videos are never enlarged), so sizes are fractions of the frame: luma at that
+   grid, the two colour differences ``R - Y`` and ``B - Y`` at half of it.
+2. Motion is compensated in both directions (t -> t+1, t+1 -> t) by block matching on 16-pixel
+   blocks, searched at quarter and half resolution only (vectors exact to 2 pixels); the
+   search radius is a speed in frame heights per second, divided by fps.
 3. A pixel is *incoherent* by how far its value lies outside the 3x3 range of the
-   motion-compensated neighbour frame, taking the best of the candidate vectors of its own and
-   its four neighbouring blocks, and the smaller of the two directions (so occlusions, which
-   one direction explains, do not count).
-4. Only *small* incoherent detail is kept (a morphological top-hat against horizontal and
-   vertical line openings), above a contrast floor that rises with the clip's own noise level
-   (film grain and sensor noise raise it), and only in moving regions.
+   motion-compensated neighbour frame, taking the best of the vectors of its own block and the
+   two neighbouring blocks nearest to it, per plane. A frame counts as incoherent against both
+   neighbours (t-1 and t+1), or against one while its neighbour's speck is incoherent one frame
+   further on (two-frame specks); occlusions, which one side explains, do not count. Frames
+   across a scene cut are not neighbours.
+4. Each plane is divided by its contrast floor: ``min_contrast``, raised to ``noise_factor``
+   times the clip's own noise sigma, measured on the best-matching blocks of every frame pair
+   (film grain and sensor noise raise it). Only *small* detail is kept (a top-hat against line
+   openings in four directions), above 1.
+5. The score is the confetti area per moving area, at its worst over ``peak_window_s``.
 
 The functional form :func:`confetti_maps` runs on ``(B, T, C, H, W)`` tensors in one pass on any
 device; :class:`ConfettiDetector` wraps it for the runner and batches videos of one size.
@@ -32,12 +38,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evalkit._types import DetectorResult, Event, VideoBatch, VideoInputs
+from evalkit._types import DetectorResult, VideoBatch, VideoInputs
 from evalkit.detector import BaseDetector
+from evalkit.detectors._blockmotion import (
+    PatchSampler, diagonal_max, dilate, erode, from_blocks, halve, max_vector, motion_vectors, pyramid, to_blocks,
+)
 from evalkit.detectors._events import series_events
 from evalkit.errors import ShapeError
 
-BLOCK = 8  # block size of the motion search, in working-grid pixels
+BLOCK = 16  # block size of the motion search, in working-grid pixels
 _LUMA = (0.299, 0.587, 0.114)
 
 
@@ -49,10 +58,11 @@ class ConfettiMaps:
         spots: ``(B, T, h, w)`` bool, confetti pixels (small, incoherent, above the contrast
             floor, in moving regions) on the working grid.
         moving: ``(B, T, h, w)`` bool, pixels in moving regions.
-        excess: ``(B, T, h, w)`` float32, incoherent small-detail contrast (luma, ``[0, 1]``).
+        excess: ``(B, T, h, w)`` float32, incoherent small-detail contrast in units of the
+            contrast floor (the largest over planes; a speck is above 1).
         valid: ``(B, T)`` bool, frames with both neighbours (first and last frames are not).
-        noise: ``(B, T)`` float32, estimated noise sigma of the motion-compensated residual.
-        floor: ``(B, T)`` float32, the contrast floor used per frame.
+        noise: ``(B, C)`` float32, noise sigma per plane (luma first, then ``R - Y``, ``B - Y``).
+        floor: ``(B, C)`` float32, the contrast floor per plane.
     """
 
     spots: torch.Tensor
@@ -66,210 +76,128 @@ class ConfettiMaps:
         """``(B, T)`` float32: share of the frame area that is confetti (0 where not valid)."""
         return self.spots.flatten(2).float().mean(-1) * self.valid
 
+    def density(self, min_moving: float = 0.2) -> torch.Tensor:
+        """``(B, T)`` float32: confetti area per moving area, the moving area being the video's
+        mean over its valid frames (per frame it is too unsteady), counted as at least
+        ``min_moving`` of the frame (so a few specks in an almost static video stay few)."""
+        per_frame = self.moving.flatten(2).float().mean(-1)
+        moving = (per_frame * self.valid).sum(1) / self.valid.sum(1).clamp_min(1)
+        return self.frame_share() / moving.clamp_min(min_moving).unsqueeze(1)
+
 
 def working_size(height: int, width: int, work_short_side: int) -> tuple[int, int]:
-    """``(h, w)`` of the working grid: shorter side near ``work_short_side``, multiples of ``2 * BLOCK``."""
-    scale = work_short_side / min(height, width)
-    unit = 2 * BLOCK  # the coarsest level of the motion search works on 2 * BLOCK blocks
-    h = max(2 * unit, int(round(height * scale / unit)) * unit)
-    w = max(2 * unit, int(round(width * scale / unit)) * unit)
+    """``(h, w)`` of the working grid: shorter side near ``min(work_short_side, its own)``,
+    multiples of ``BLOCK``. Never upsampled: enlarging a small video would smear its grain into
+    speck-sized blobs."""
+    scale = min(1.0, work_short_side / min(height, width))
+    h = max(2 * BLOCK, int(height * scale + 1e-6) // BLOCK * BLOCK)
+    w = max(2 * BLOCK, int(width * scale + 1e-6) // BLOCK * BLOCK)
     return h, w
 
 
-def search_radius(fps: float, work_short_side: int, max_speed: float) -> int:
+def search_radius(fps: float, short_side: int, max_speed: float) -> int:
     """Block-matching radius in working pixels for motion up to ``max_speed`` frame heights/s."""
-    return max(2, int(math.ceil(max_speed * work_short_side / max(fps, 1e-3))))
+    return max(2, int(math.ceil(max_speed * short_side / max(fps, 1e-3))))
 
 
-def to_luma(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``(N, 3, H, W)`` RGB in ``[0, 1]`` -> ``(N, 1, h, w)`` luma on the working grid."""
-    weights = frames.new_tensor(_LUMA).view(1, 3, 1, 1)
-    luma = (frames * weights).sum(1, keepdim=True)
-    if tuple(luma.shape[-2:]) == tuple(size):
-        return luma
-    return F.interpolate(luma, size=size, mode="bilinear", antialias=True, align_corners=False)
+def to_planes(frames: torch.Tensor, size: tuple[int, int], colour: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(N, 3, H, W)`` RGB in ``[0, 1]`` -> luma ``(N, 1, h, w)`` on the working grid and, with
+    ``colour``, the red and blue colour differences ``(R - Y, B - Y)`` at half that resolution,
+    ``(N, 2, h / 2, w / 2)`` (as video codecs keep colour: it is cheaper and blurrier)."""
+    factor = int(min(frames.shape[-2] / size[0], frames.shape[-1] / size[1]))
+    if factor >= 2:  # box-average the integer part of the reduction first: much cheaper than a wide kernel
+        frames = halve(frames[..., : frames.shape[-2] // 2 * 2, : frames.shape[-1] // 2 * 2]) if factor == 2 else F.avg_pool2d(frames, factor)
+    if tuple(frames.shape[-2:]) != tuple(size):
+        frames = F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
+    luma = (frames * frames.new_tensor(_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    if not colour:
+        return luma, None
+    return luma, halve(torch.cat([frames[:, :1] - luma, frames[:, 2:] - luma], 1))
 
 
-def _shifted_max(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
-    """Running max of odd width ``k`` along ``dim`` (-1 or -2) with edge replication, same shape.
-
-    Slices of one padded copy instead of ``max_pool2d``, which is slower on CPU for these shapes.
-    """
-    half = k // 2
-    size = x.shape[dim]
-    padded = F.pad(x, (half, half, 0, 0) if dim == -1 else (0, 0, half, half), mode="replicate")
-    out = padded.narrow(dim, 0, size)
-    for off in range(1, k):
-        out = torch.maximum(out, padded.narrow(dim, off, size))
-    return out
-
-
-def _dilate(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
-    """Grey dilation of ``(..., h, w)`` by a ``kh x kw`` rectangle."""
-    if kh > 1:
-        x = _shifted_max(x, kh, -2)
-    return _shifted_max(x, kw, -1) if kw > 1 else x
-
-
-def _erode(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
-    return -_dilate(-x, kh, kw)
-
-
-def _to_blocks(img: torch.Tensor, block: int) -> torch.Tensor:
-    """``(N, 1, h, w)`` -> ``(N, nb, block, block)`` blocks in raster order."""
-    n, _, h, w = img.shape
-    x = img.view(n, h // block, block, w // block, block).permute(0, 1, 3, 2, 4)
-    return x.reshape(n, -1, block, block)
-
-
-def _from_blocks(blocks: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """``(N, nb, B, B)`` -> ``(N, h, w)``."""
-    n, _, block, _ = blocks.shape
-    x = blocks.view(n, h // block, w // block, block, block).permute(0, 1, 3, 2, 4)
-    return x.reshape(n, h, w)
-
-
-class _PatchSampler:
-    """Cuts ``(block + 2 margin)``-wide patches around each block of ``images`` displaced by a
-    per-block integer vector, with one gather (replicate padding keeps every index valid).
-
-    ``images``: ``(N, C, h, w)``; patches come back as ``(N, C, nb, side, side)``.
-    """
-
-    def __init__(self, images: torch.Tensor, block: int, pad: int, margin: int) -> None:
-        n, c, h, w = images.shape
-        self.pad, self.margin, self.width = pad, margin, w + 2 * pad
-        self.flat = F.pad(images, (pad,) * 4, mode="replicate").flatten(2)
-        side = block + 2 * margin
-        local = torch.arange(side, device=images.device) - margin + pad
-        by = torch.arange(h // block, device=images.device) * block
-        bx = torch.arange(w // block, device=images.device) * block
-        rows = (by.view(-1, 1, 1, 1) + local.view(1, 1, -1, 1)) * self.width
-        cols = bx.view(1, -1, 1, 1) + local.view(1, 1, 1, -1)
-        self.base = (rows + cols).reshape(1, -1, side * side)  # (1, nb, side*side)
-        self.side = side
-
-    def __call__(self, vec: torch.Tensor) -> torch.Tensor:
-        """``vec``: ``(N, 2, nb)`` integer (dy, dx) -> ``(N, C, nb, side, side)``."""
-        v = vec.long().clamp(-self.pad + self.margin, self.pad - self.margin)
-        idx = (self.base + (v[:, 0] * self.width + v[:, 1]).unsqueeze(-1)).flatten(1)
-        n, c, nb = v.shape[0], self.flat.shape[1], v.shape[2]
-        return self.flat.gather(2, idx.unsqueeze(1).expand(n, c, -1)).view(n, c, nb, self.side, self.side)
-
-
-def _search(
-    ref: torch.Tensor, tgt: torch.Tensor, block: int, init: torch.Tensor | None, radius: int, scale: int, zero_bias: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Block matching of ``ref`` blocks in ``tgt`` (both ``(N, 1, h, w)``).
-
-    Candidates are ``init + d`` for ``|d|_inf <= radius`` (``init``: ``(N, 2, nb)`` or None for
-    zero). The block cost is the mean absolute difference plus ``zero_bias`` per full-resolution
-    pixel of vector length (``scale`` pixels per pixel of this level), so flat or noisy blocks
-    keep short vectors; ties go to the shorter candidate. The loop is over candidates, each one
-    vectorised over all frames and blocks.
-
-    Returns vectors ``(N, 2, nb)`` (dy, dx) in this level's pixels and their costs ``(N, nb)``.
-    """
-    n = ref.shape[0]
-    ref_blocks = _to_blocks(ref, block)
-    nb = ref_blocks.shape[1]
-    if init is None:
-        init = torch.zeros((n, 2, nb), device=ref.device)
-    side = 2 * radius + 1
-    sampler = _PatchSampler(tgt, block, pad=int(init.abs().max()) + radius, margin=radius)
-    # every candidate window of every block at once, a strided view: (N, nb, side, side, block, block)
-    windows = sampler(init)[:, 0].unfold(-2, block, 1).unfold(-2, block, 1)
-    diff = windows - ref_blocks[:, :, None, None]
-    costs = diff.abs_().mean((-1, -2)).view(n, nb, side * side)
-    raster = [(a, b) for a in range(-radius, radius + 1) for b in range(-radius, radius + 1)]
-    order = sorted(range(len(raster)), key=lambda i: (raster[i][0] ** 2 + raster[i][1] ** 2, raster[i]))
-    steps = torch.tensor([raster[i] for i in order], dtype=torch.float32, device=ref.device)  # (D, 2)
-    costs = costs[..., order]  # shortest candidates first, so ties go to them
-    vy = init[:, 0].unsqueeze(-1) + steps[:, 0]
-    vx = init[:, 1].unsqueeze(-1) + steps[:, 1]
-    best_cost, best = (costs + zero_bias * scale * torch.sqrt(vy * vy + vx * vx)).min(dim=-1)
-    vec = init + steps[best].permute(0, 2, 1)
-    return vec, best_cost
-
-
-def _upsample_vectors(vec: torch.Tensor, grid: tuple[int, int], factor: int) -> torch.Tensor:
-    """Vectors ``(N, 2, nb)`` on a ``grid`` of blocks -> the grid ``factor`` times finer, lengths x2."""
+def _candidate_vectors(vec: torch.Tensor, hb: int, wb: int) -> list[torch.Tensor]:
+    """Per half-block candidate vectors: its block's own and those of the
+    block's vertical and horizontal neighbours nearest to it. ``vec``: ``(N, 2, hb * wb)`` ->
+    three ``(N, 2, 4 * hb * wb)`` in raster order of the half-block grid."""
     n = vec.shape[0]
-    v = vec.view(n, 2, *grid).repeat_interleave(factor, -2).repeat_interleave(factor, -1)
-    return v.flatten(2) * 2
+    grid = F.pad(vec.view(n, 2, hb, wb), (1, 1, 1, 1), mode="replicate")
+    rows = torch.arange(2 * hb, device=vec.device)
+    cols = torch.arange(2 * wb, device=vec.device)
+    own_r, own_c = rows // 2 + 1, cols // 2 + 1
+    near_r, near_c = own_r + 2 * (rows % 2) - 1, own_c + 2 * (cols % 2) - 1
+    pick = lambda r, c: grid[:, :, r][:, :, :, c].flatten(2)  # noqa: E731
+    return [pick(own_r, own_c), pick(near_r, own_c), pick(own_r, near_c)]
 
 
-def motion_vectors(ref: torch.Tensor, tgt: torch.Tensor, radius: int, zero_bias: float = 0.004) -> tuple[torch.Tensor, torch.Tensor]:
-    """Coarse-to-fine block motion from ``ref`` to ``tgt``, ``(N, 1, h, w)`` each.
-
-    Three levels: a full search of radius ``radius / 4`` at quarter resolution with 16-pixel
-    blocks, then +-1 refinements at half resolution and at full resolution with ``BLOCK``-pixel
-    blocks. Returns integer vectors ``(N, 2, nb)`` per ``BLOCK`` block (raster order) in
-    working pixels, and their block costs ``(N, nb)``.
-    """
-    h, w = ref.shape[-2:]
-    half_r, half_t = F.avg_pool2d(ref, 2), F.avg_pool2d(tgt, 2)
-    quarter_r, quarter_t = F.avg_pool2d(half_r, 2), F.avg_pool2d(half_t, 2)
-    # quarter resolution: blocks of BLOCK // 2 quarter pixels = 2 * BLOCK working pixels
-    vec, _ = _search(quarter_r, quarter_t, BLOCK // 2, None, max(1, -(-radius // 4)), 4, zero_bias)
-    vec = _upsample_vectors(vec, (h // (2 * BLOCK), w // (2 * BLOCK)), 2)
-    vec, _ = _search(half_r, half_t, BLOCK // 2, vec, 1, 2, zero_bias)
-    return _search(ref, tgt, BLOCK, vec * 2, 1, 1, zero_bias)
+def range_images(planes: torch.Tensor) -> torch.Tensor:
+    """``(N, C, h, w)`` -> ``(N, 3C, h, w)``: the 3x3 maximum, the 3x3 minimum and the planes
+    themselves, what :func:`directional_residual` cuts from a target frame (once per frame)."""
+    return torch.cat([dilate(planes, 3, 3), erode(planes, 3, 3), planes], 1)
 
 
 def directional_residual(
-    ref: torch.Tensor, tgt: torch.Tensor, radius: int, zero_bias: float = 0.004
+    ref: torch.Tensor, tgt: torch.Tensor, vec: torch.Tensor, block: int, pad: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """How much of ``ref`` the motion-compensated ``tgt`` cannot explain.
+    """How much of ``ref`` the motion-compensated ``tgt`` cannot explain, per plane.
 
     Args:
-        ref, tgt: ``(N, 1, h, w)`` luma on the working grid (``h``, ``w`` multiples of ``2 * BLOCK``).
-        radius: search radius in working pixels.
-        zero_bias: block cost (mean absolute luma) charged per pixel of vector length.
+        ref: ``(N, C, h, w)`` planes (``h``, ``w`` multiples of ``block``).
+        tgt: ``(N, 3C, h, w)``, :func:`range_images` of the target planes.
+        vec: ``(N, 2, nb)`` integer vectors from ``ref`` to ``tgt`` of its ``block``-wide blocks
+            (raster order), in pixels of these planes.
+        block: block size of ``vec``.
+        pad: bound of ``|vec|`` (static, so no device sync is needed).
 
     Returns:
-        residual ``(N, h, w)``: distance of each ``ref`` pixel outside the 3x3 value range of
-        ``tgt`` displaced by the best of the vectors of its own and its 4 neighbouring blocks;
-        speed ``(N, hb, wb)``: vector length per block in working pixels per frame;
-        noise ``(N,)``: robust noise sigma of the compensated difference.
+        residual ``(N, C, h, w)``: per pixel and plane, its distance outside the 3x3 value range
+        of ``tgt`` displaced by the best of three vectors: its block's own and those of the two
+        neighbouring blocks nearest to the pixel (a pixel near a block edge may move with the
+        neighbour);
+        noise ``(N, C)``: robust sigma of the compensated difference ``ref - tgt`` (own vectors)
+        over the best-matching quarter of the half-blocks, where only noise is left;
+        cost ``(N,)``: median over half-blocks of the mean absolute compensated difference of
+        the first plane (a scene cut makes it jump).
     """
-    n, _, h, w = ref.shape
-    hb, wb = h // BLOCK, w // BLOCK
-    vec, cost = motion_vectors(ref, tgt, radius, zero_bias)
+    n, c, h, w = ref.shape
+    sub = block // 2
+    own, *others = _candidate_vectors(vec, h // block, w // block)
     # The 3x3 range of tgt, cut at the displaced blocks: dilation commutes with translation.
-    bounds_img = torch.cat([_dilate(tgt, 3, 3), _erode(tgt, 3, 3)], 1)
-    sampler = _PatchSampler(bounds_img, BLOCK, pad=int(vec.abs().max()) + 1, margin=0)
-    ref_blocks = _to_blocks(ref, BLOCK)
-    grid = F.pad(vec.view(n, 2, hb, wb), (1, 1, 1, 1), mode="replicate")
-    residual = None
-    for oy, ox in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
-        bounds = sampler(grid[..., 1 + oy : 1 + oy + hb, 1 + ox : 1 + ox + wb].flatten(2))
-        out = (ref_blocks - bounds[:, 0]).clamp_min(0) + (bounds[:, 1] - ref_blocks).clamp_min(0)
-        residual = out if residual is None else torch.minimum(residual, out)
+    sampler = PatchSampler(tgt, sub, pad=pad + 1, margin=0)
+    ref_blocks = to_blocks(ref, sub)  # (N, C, nb, sub, sub)
+    moved = sampler(own)
+    residual = torch.maximum(ref_blocks - moved[:, :c], moved[:, c : 2 * c] - ref_blocks)
+    block_diff = (ref_blocks - moved[:, 2 * c :]).abs_().mean((-1, -2))  # (N, C, nb)
+    for cand in others:
+        bounds = sampler(cand)[:, : 2 * c]
+        residual = torch.minimum(residual, torch.maximum(ref_blocks - bounds[:, :c], bounds[:, c:] - ref_blocks))
+    quiet = block_diff[:, 0] <= block_diff[:, 0].kthvalue(max(1, block_diff.shape[-1] // 4), dim=-1, keepdim=True).values
+    quiet_diff = torch.where(quiet.unsqueeze(1), block_diff, torch.full_like(block_diff, float("nan")))
     # mean |a - b| of two frames with independent noise of sigma is 2 sigma / sqrt(pi)
-    noise = cost.median(dim=1).values * (math.sqrt(math.pi) / 2.0)
-    return _from_blocks(residual, h, w), vec.norm(dim=1).view(n, hb, wb), noise
+    noise = quiet_diff.nanmedian(dim=-1).values * (math.sqrt(math.pi) / 2.0)
+    residual = residual.clamp_min_(0).flatten(0, 1)
+    return from_blocks(residual, h, w).view(n, c, h, w), noise, block_diff[:, 0].median(dim=-1).values
 
 
 def small_detail(residual: torch.Tensor, max_spot: int) -> torch.Tensor:
-    """Keep only detail narrower than ``max_spot`` pixels in both directions: ``(N, h, w)`` -> same.
+    """Keep only detail narrower than ``max_spot`` pixels in every direction: ``(N, h, w)`` -> same.
 
-    A top-hat against line openings: removes flat areas, large blobs and long horizontal or
-    vertical lines (edges of moving objects), keeps specks.
+    A top-hat against line openings (horizontal, vertical and both diagonals): removes flat
+    areas, large blobs and long thin structures such as the edges of moving objects, keeps specks.
     """
     k = max_spot | 1
-    opened_h = _dilate(_erode(residual, 1, k), 1, k)
-    opened_v = _dilate(_erode(residual, k, 1), k, 1)
-    return residual - torch.maximum(opened_h, opened_v)
+    opened = torch.maximum(dilate(erode(residual, 1, k), 1, k), dilate(erode(residual, k, 1), k, 1))
+    for anti in (False, True):
+        opened = torch.maximum(opened, diagonal_max(-diagonal_max(-residual, k, anti), k, anti))
+    return residual - opened
 
 
-def transient_residual(next_res: torch.Tensor, prev_res: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def transient_residual(next_res: torch.Tensor, prev_res: torch.Tensor, pair_ok: torch.Tensor) -> torch.Tensor:
     """Detail that appears and vanishes within one or two frames, for frames ``1..T-2``.
 
     Args:
         next_res: ``(B, T-1, h, w)``, ``next_res[:, i]`` = residual of frame ``i`` against frame ``i+1``.
         prev_res: ``(B, T-1, h, w)``, ``prev_res[:, i]`` = residual of frame ``i+1`` against frame ``i``.
-        mask: ``(B, T)`` bool of real frames.
+        pair_ok: ``(B, T-1)`` bool, frames ``i`` and ``i+1`` are both real and not split by a cut.
 
     Returns:
         ``(B, T-2, h, w)``: the largest of (a) unexplained by both neighbours (a one-frame speck)
@@ -284,11 +212,17 @@ def transient_residual(next_res: torch.Tensor, prev_res: torch.Tensor, mask: tor
         return single
     zero = next_res.new_zeros((b, 1) + next_res.shape[2:])
     # frame t+1 against t+2 (for t = 1..T-3), and frame t-1 against t-2 (for t = 2..T-2); 0 where absent
-    later = torch.cat([next_res[:, 2:] * mask[:, 3:, None, None], zero], 1)
-    earlier = torch.cat([zero, prev_res[:, :-2] * mask[:, :-3, None, None]], 1)
-    first_of_two = torch.minimum(res_prev, _dilate(later, 3, 3))
-    second_of_two = torch.minimum(_dilate(earlier, 3, 3), res_next)
+    later = torch.cat([next_res[:, 2:] * pair_ok[:, 2:, None, None], zero], 1)
+    earlier = torch.cat([zero, prev_res[:, :-2] * pair_ok[:, :-2, None, None]], 1)
+    first_of_two = torch.minimum(res_prev, dilate(later, 3, 3))
+    second_of_two = torch.minimum(dilate(earlier, 3, 3), res_next)
     return torch.maximum(single, torch.maximum(first_of_two, second_of_two))
+
+
+def _masked_median(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Median over dim 1 of ``(B, T, ...)`` where ``mask`` ``(B, T)`` holds -> ``(B, ...)``."""
+    shape = (mask.shape[0], mask.shape[1]) + (1,) * (x.ndim - 2)
+    return torch.where(mask.view(shape), x, torch.full_like(x, float("nan"))).nanmedian(dim=1).values
 
 
 def confetti_maps(
@@ -296,13 +230,17 @@ def confetti_maps(
     fps: float | torch.Tensor,
     mask: torch.Tensor | None = None,
     *,
-    work_short_side: int = 192,
+    work_short_side: int = 128,
     max_speed: float = 1.0,
     min_speed: float = 0.05,
-    min_contrast: float = 0.10,
+    min_contrast: float = 0.14,
     noise_factor: float = 5.0,
+    colour: bool = True,
     max_spot_size: float = 0.025,
-    chunk: int = 64,
+    cut_ratio: float = 4.0,
+    cut_level: float = 0.04,
+    moving_only: bool = False,
+    chunk: int = 32,
 ) -> ConfettiMaps:
     """Confetti evidence for a batch of videos, without any per-frame Python loop.
 
@@ -312,12 +250,19 @@ def confetti_maps(
             in the batch (the detector groups videos by radius so results do not depend on
             batching).
         mask: ``(B, T)`` bool of real frames (padding is False); None means all real.
-        work_short_side: shorter side of the working grid, in pixels.
+        work_short_side: shorter side of the working grid, in pixels (smaller videos keep theirs).
         max_speed: fastest motion compensated, in frame heights per second.
         min_speed: slowest motion that counts as moving, in frame heights per second.
-        min_contrast: smallest luma excess (``[0, 1]``) that counts as a speck.
-        noise_factor: the contrast floor is at least this many noise sigmas.
+        min_contrast: smallest excess (``[0, 1]`` of luma or of a colour difference) that counts.
+        noise_factor: the contrast floor of each plane is at least this many noise sigmas of
+            that plane in this video.
+        colour: also look for specks in the colour-difference planes (``R - Y``, ``B - Y``).
         max_spot_size: widest speck, as a fraction of the shorter side.
+        cut_ratio, cut_level: a pair of frames whose median compensated luma difference exceeds
+            both ``cut_ratio`` times the video's median and ``cut_level`` is a scene cut: frames
+            on either side of it are not each other's neighbours.
+        moving_only: count specks in moving regions only (by default static regions count
+            too: there compensation is trivial and only the noise floor matters).
         chunk: frame pairs processed at once (memory bound only; results do not depend on it).
 
     Returns:
@@ -336,25 +281,65 @@ def confetti_maps(
         mask = torch.ones((b, t), dtype=torch.bool, device=device)
     fps_t = torch.as_tensor(fps, dtype=torch.float32, device=device).reshape(-1).expand(b)
     size = working_size(height, width, work_short_side)
-    radius = search_radius(float(fps_t.min()), work_short_side, max_speed)
-    max_spot = max(3, int(round(max_spot_size * work_short_side)))
+    short = min(size)
+    radius = search_radius(float(fps_t.min()), short, max_speed)
+    max_spot = max(3, int(round(max_spot_size * short)))
 
-    luma = to_luma(frames.reshape(b * t, 3, height, width), size).view(b, t, 1, *size)
-    ref = torch.cat([luma[:, :-1], luma[:, 1:]], 1).reshape(-1, 1, *size)  # forward then backward
-    tgt = torch.cat([luma[:, 1:], luma[:, :-1]], 1).reshape(-1, 1, *size)
-    parts = [directional_residual(ref[i : i + chunk], tgt[i : i + chunk], radius) for i in range(0, len(ref), chunk)]
-    residual, speed, noise = (torch.cat(p).view(b, 2, t - 1, *p[0].shape[1:]) for p in zip(*parts))
+    luma, chroma = [], []
+    for i in range(0, t, chunk):
+        y, uv = to_planes(frames[:, i : i + chunk].flatten(0, 1), size, colour)
+        luma.append(y.view(b, -1, 1, *size))
+        chroma.append(None if uv is None else uv.view(b, -1, *uv.shape[1:]))
+    # per frame, once: the motion pyramid and the 3x3 ranges; pairs index into them
+    luma = torch.cat(luma, 1).flatten(0, 1)
+    pyr = pyramid(luma)
+    ranges_y = range_images(luma)
+    chroma = torch.cat(chroma, 1).flatten(0, 1) if colour else None
+    ranges_c = range_images(chroma) if colour else None
+    first = (torch.arange(b, device=device) * t).view(b, 1)
+    step = torch.arange(t - 1, device=device).view(1, -1)
+    # forward pairs (t -> t+1), then backward (t+1 -> t), per video
+    ref_idx = torch.cat([first + step, first + step + 1], 1).flatten()
+    tgt_idx = torch.cat([first + step + 1, first + step], 1).flatten()
+    pad = max_vector(radius)
+    res_y, res_c, noise, cost, vectors = [], [], [], [], []
+    for i in range(0, len(ref_idx), chunk):
+        r, g = ref_idx[i : i + chunk], tgt_idx[i : i + chunk]
+        vec = motion_vectors((pyr[0][r], pyr[1][r]), (pyr[0][g], pyr[1][g]), radius, BLOCK)
+        res, sig, pair_cost = directional_residual(luma[r], ranges_y[g], vec, BLOCK, pad)
+        if colour:  # half-resolution colour: the vectors are even, so they halve exactly
+            res2, sig2, _ = directional_residual(chroma[r], ranges_c[g], vec / 2, BLOCK // 2, pad // 2)
+            res_c.append(res2)
+            sig = torch.cat([sig, sig2], 1)
+        res_y.append(res)
+        noise.append(sig)
+        cost.append(pair_cost)
+        vectors.append(vec)
+    planes = noise[0].shape[1]
+    cost = torch.cat(cost).view(b, 2, t - 1).amax(1)
+    real_pair = mask[:, :-1] & mask[:, 1:]
+    typical = _masked_median(cost, real_pair)  # (B,)
+    pair_ok = real_pair & (cost <= torch.clamp(typical * cut_ratio, min=cut_level).unsqueeze(1))
+    sigma = _masked_median(torch.cat(noise).view(b, 2, t - 1, planes).transpose(1, 2), pair_ok)  # (B, 2, C)
+    sigma = sigma.amax(1)  # (B, C)
+    floor = torch.clamp(sigma * noise_factor, min=min_contrast)
+    residual = torch.cat(res_y).view(b, 2, t - 1, *size) / floor[:, :1, None, None, None]
+    if colour:
+        res_c = (torch.cat(res_c).view(b, 2, t - 1, 2, size[0] // 2, size[1] // 2) / floor[:, 1:].view(b, 1, 1, 2, 1, 1)).amax(3)
+        residual = torch.maximum(residual, res_c.repeat_interleave(2, -2).repeat_interleave(2, -1))
+    hb, wb = size[0] // BLOCK, size[1] // BLOCK
+    speed = torch.cat(vectors).norm(dim=1).view(b, 2, t - 1, hb, wb)
 
-    incoherent = transient_residual(residual[:, 0], residual[:, 1], mask)
-    fast = torch.maximum(speed[:, 0, 1:], speed[:, 1, :-1]) * (fps_t.view(b, 1, 1, 1) / work_short_side)
-    moving_blocks = _dilate((fast > min_speed).float(), 3, 3)  # a block of margin around moving blocks
+    incoherent = transient_residual(residual[:, 0], residual[:, 1], pair_ok)
+    fast = torch.maximum(speed[:, 0, 1:], speed[:, 1, :-1]) * (fps_t.view(b, 1, 1, 1) / short)
+    moving_blocks = dilate((fast > min_speed).float(), 3, 3)  # a block of margin around moving blocks
     moving = moving_blocks.repeat_interleave(BLOCK, -2).repeat_interleave(BLOCK, -1) > 0
-    frame_noise = torch.maximum(noise[:, 0, 1:], noise[:, 1, :-1])
-    floor = torch.clamp(frame_noise * noise_factor, min=min_contrast)
     excess = small_detail(incoherent.flatten(0, 1), max_spot).view_as(incoherent)
-    spots = (excess > floor[..., None, None]) & moving
+    spots = excess > 1.0
+    if moving_only:
+        spots &= moving
 
-    valid = mask[:, :-2] & mask[:, 1:-1] & mask[:, 2:]
+    valid = pair_ok[:, :-1] & pair_ok[:, 1:]
     pad_maps = lambda x: F.pad(x, (0, 0, 0, 0, 1, 1))  # noqa: E731  (first and last frames: no evidence)
     spots = pad_maps(spots & valid[..., None, None])
     return ConfettiMaps(
@@ -362,8 +347,8 @@ def confetti_maps(
         moving=pad_maps(moving & valid[..., None, None]),
         excess=pad_maps(excess * valid[..., None, None]),
         valid=F.pad(valid, (1, 1)),
-        noise=F.pad(frame_noise, (1, 1)),
-        floor=F.pad(floor, (1, 1)),
+        noise=sigma,
+        floor=floor,
     )
 
 
@@ -376,13 +361,15 @@ def peak_mean(series: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor
 
 
 def confetti_score(
-    frames: torch.Tensor, fps: float | torch.Tensor, mask: torch.Tensor | None = None, peak_window_s: float = 0.1, **options: Any
+    frames: torch.Tensor, fps: float | torch.Tensor, mask: torch.Tensor | None = None, peak_window_s: float = 0.1,
+    min_moving: float = 0.2, **options: Any,
 ) -> torch.Tensor:
-    """Per-video confetti severity, ``(B,)``: mean per-mille of frame area covered by confetti over
-    the worst ``peak_window_s`` seconds of frames. ``frames`` is ``(B, T, C, H, W)`` in ``[0, 1]``."""
+    """Per-video confetti severity, ``(B,)``: per-mille of the moving area (at least ``min_moving``
+    of the frame) covered by confetti, averaged over the worst ``peak_window_s`` seconds of frames.
+    ``frames`` is ``(B, T, C, H, W)`` in ``[0, 1]``; ``options`` go to :func:`confetti_maps`."""
     maps = confetti_maps(frames, fps, mask, **options)
     fps_min = float(torch.as_tensor(fps).min())
-    return peak_mean(maps.frame_share() * 1000.0, maps.valid, max(1, math.ceil(peak_window_s * fps_min)))
+    return peak_mean(maps.density(min_moving) * 1000.0, maps.valid, max(1, math.ceil(peak_window_s * fps_min)))
 
 
 class ConfettiDetector(BaseDetector):
@@ -392,29 +379,32 @@ class ConfettiDetector(BaseDetector):
     failure_mode = "confetti"
     requires = frozenset({"frames"})
     higher_is_worse = True
-    version = "1"
+    version = "2"
     score_meaning = (
-        "Per-mille of the frame area covered by small, motion-incoherent, high-contrast specks in "
-        "moving regions, averaged over the worst peak_window_s seconds of the video."
+        "Per-mille of the moving area (at least min_moving of the frame) covered by small, "
+        "motion-incoherent, high-contrast specks, averaged over the worst peak_window_s seconds of the video."
     )
     default_config: dict[str, Any] = {
-        "threshold": 0.5,
-        "event_level": 0.25,
+        "threshold": 0.6,
+        "event_level": 0.5,
         "event_gap_s": 0.1,
         "min_event_s": 0.06,
         "peak_window_s": 0.1,
-        "work_short_side": 192,
+        "min_moving": 0.2,
+        "work_short_side": 128,
         "max_speed": 1.0,
         "min_speed": 0.05,
-        "min_contrast": 0.10,
+        "min_contrast": 0.14,
         "noise_factor": 5.0,
+        "colour": True,
         "max_spot_size": 0.025,
+        "moving_only": False,
         "map_block": 8,
-        "chunk": 64,
+        "chunk": 32,
     }
 
     def _map_options(self) -> dict[str, Any]:
-        keys = ("work_short_side", "max_speed", "min_speed", "min_contrast", "noise_factor", "max_spot_size", "chunk")
+        keys = ("work_short_side", "max_speed", "min_speed", "min_contrast", "noise_factor", "colour", "max_spot_size", "moving_only", "chunk")
         return {k: self.config[k] for k in keys}
 
     def score(self, inputs: VideoInputs) -> DetectorResult:
@@ -429,7 +419,9 @@ class ConfettiDetector(BaseDetector):
             if video.num_frames < 3:
                 results[i] = DetectorResult.skipped(f"needs >= 3 frames, got {video.num_frames}", video.num_frames)
                 continue
-            radius = search_radius(video.fps, self.config["work_short_side"], self.config["max_speed"])
+            width, height = video.size
+            short = min(working_size(height, width, self.config["work_short_side"]))
+            radius = search_radius(video.fps, short, self.config["max_speed"])
             groups.setdefault((video.size, radius), []).append(i)
         for members in groups.values():
             batch = VideoBatch.from_videos([inputs[i].video for i in members], self.device)
@@ -441,13 +433,13 @@ class ConfettiDetector(BaseDetector):
         cfg = self.config
         with torch.no_grad():
             maps = confetti_maps(batch.frames, batch.fps, batch.mask, **self._map_options())
-            share = maps.frame_share() * 1000.0
+            share = maps.density(cfg["min_moving"]) * 1000.0
             scores = torch.stack(
                 [peak_mean(share[i : i + 1], maps.valid[i : i + 1], max(1, math.ceil(cfg["peak_window_s"] * float(f))))[0]
                  for i, f in enumerate(batch.fps.tolist())]
             )
             moving_px = maps.moving.flatten(1).sum(1).float()
-            affected = maps.spots.flatten(1).sum(1).float() / moving_px.clamp_min(1)
+            affected = (maps.spots & maps.moving).flatten(1).sum(1).float() / moving_px.clamp_min(1)
             moving_share = maps.moving.flatten(2).float().mean(-1)
             block = cfg["map_block"]
             heat = F.avg_pool2d(maps.spots.flatten(0, 1).unsqueeze(1).float(), block).view(
@@ -469,8 +461,8 @@ class ConfettiDetector(BaseDetector):
                 "moving_share_mean": float(moving_share[i, :n][valid].mean()) if valid.any() else 0.0,
                 "peak_frame": int(np.nanargmax(series)) if valid.any() else -1,
                 "frames_with_confetti": int((series > cfg["event_level"]).sum()),
-                "noise_sigma": float(maps.noise[i, :n][valid].median()) if valid.any() else 0.0,
-                "contrast_floor": float(maps.floor[i, :n][valid].median()) if valid.any() else 0.0,
+                "noise_sigma": [round(float(x), 5) for x in maps.noise[i]],
+                "contrast_floor": [round(float(x), 5) for x in maps.floor[i]],
                 "frames_scored": int(valid.sum()),
                 "working_size": list(maps.spots.shape[-2:]),
             }

@@ -72,89 +72,135 @@ def _ref_search(ref, tgt, block, init, radius, scale, bias):
     h, w = tgt.shape
     steps = sorted(((a, b) for a in range(-radius, radius + 1) for b in range(-radius, radius + 1)), key=lambda d: (d[0] ** 2 + d[1] ** 2, d))
     vec = np.zeros((hb, wb, 2))
-    cost = np.zeros((hb, wb))
     ys0, xs0 = np.mgrid[0:block, 0:block]
     for i in range(hb):
         for j in range(wb):
             r = ref[i * block : (i + 1) * block, j * block : (j + 1) * block]
-            best = (math.inf, None, None)
+            best = (math.inf, None)
             for dy, dx in steps:
                 vy, vx = init[i, j, 0] + dy, init[i, j, 1] + dx
                 c = tgt[np.clip(ys0 + i * block + int(vy), 0, h - 1), np.clip(xs0 + j * block + int(vx), 0, w - 1)]
-                sad = float(np.abs(r - c).mean())
-                total = sad + bias * scale * math.hypot(vy, vx)
+                total = float(np.abs(r - c).mean()) + bias * scale * math.hypot(vy, vx)
                 if total < best[0]:
-                    best = (total, (vy, vx), sad)
-            vec[i, j], cost[i, j] = best[1], best[2]
-    return vec, cost
+                    best = (total, (vy, vx))
+            vec[i, j] = best[1]
+    return vec
 
 
-def _ref_direction(ref, tgt, radius, bias=0.004):
+def _ref_vectors(ref, tgt, radius, bias=0.004):
+    """Quarter-resolution full search, half-resolution +-1 refinement, on 16-pixel blocks."""
     h, w = ref.shape
     r1, t1 = _pool2(ref), _pool2(tgt)
     r2, t2 = _pool2(r1), _pool2(t1)
-    v, _ = _ref_search(r2, t2, BLOCK // 2, np.zeros((h // 16, w // 16, 2)), max(1, -(-radius // 4)), 4, bias)
-    v = v.repeat(2, 0).repeat(2, 1) * 2
-    v, _ = _ref_search(r1, t1, BLOCK // 2, v, 1, 2, bias)
-    v, cost = _ref_search(ref, tgt, BLOCK, v * 2, 1, 1, bias)
-    pad = np.pad(tgt, 1, mode="edge")
-    win = np.stack([pad[a : a + h, b : b + w] for a in range(3) for b in range(3)])
-    hi, lo = win.max(0), win.min(0)
-    hb, wb = h // BLOCK, w // BLOCK
-    residual = np.full((h, w), np.inf)
-    for i in range(hb):
-        for j in range(wb):
-            ys, xs = np.mgrid[i * BLOCK : (i + 1) * BLOCK, j * BLOCK : (j + 1) * BLOCK]
-            for oi, oj in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
-                vy, vx = v[min(max(i + oi, 0), hb - 1), min(max(j + oj, 0), wb - 1)].astype(int)
-                yy, xx = np.clip(ys + vy, 0, h - 1), np.clip(xs + vx, 0, w - 1)
-                r = ref[ys, xs]
-                e = np.maximum(r - hi[yy, xx], 0) + np.maximum(lo[yy, xx] - r, 0)
-                residual[ys, xs] = np.minimum(residual[ys, xs], e)
-    flat = np.sort(cost.ravel())
-    noise = flat[(len(flat) - 1) // 2] * math.sqrt(math.pi) / 2  # torch.median: the lower middle
-    return residual, np.hypot(v[..., 0], v[..., 1]), noise
+    v = _ref_search(r2, t2, BLOCK // 4, np.zeros((h // BLOCK, w // BLOCK, 2)), max(1, -(-radius // 4)), 4, bias)
+    return _ref_search(r1, t1, BLOCK // 2, v * 2, 1, 2, bias) * 2
 
 
-def _ref_opening(x, kh, kw):
-    def run(x, k, axis, op):
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (k // 2, k // 2)
-        p = np.pad(x, pad, mode="edge")
-        n = x.shape[axis]
-        return op([np.take(p, range(o, o + n), axis=axis) for o in range(k)], axis=0)
-
-    axis, k = (1, kw) if kh == 1 else (0, kh)
-    return run(run(x, k, axis, np.min), k, axis, np.max)
+def _ref_window(x, offsets, op):
+    """``op`` over ``x`` shifted by each ``(dy, dx)`` in ``offsets``, edges replicated."""
+    h, w = x.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    return op([x[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)] for dy, dx in offsets], axis=0)
 
 
-def reference_spots(luma: np.ndarray, fps: float, short: int, max_speed=1.0, min_speed=0.05, min_contrast=0.1, noise_factor=5.0, max_spot_size=0.025):
-    """Per-frame Python loop over ``(T, h, w)`` luma already on the working grid."""
-    t_len, h, w = luma.shape
-    radius = max(2, math.ceil(max_speed * short / fps))
+def _ref_residual(ref, tgt, vec, block):
+    """Per pixel: distance outside the 3x3 range of the displaced ``tgt``, best of three vectors."""
+    h, w = ref.shape
+    hb, wb = h // block, w // block
+    square = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)]
+    hi, lo = _ref_window(tgt, square, np.max), _ref_window(tgt, square, np.min)
+    residual = np.zeros((h, w))
+    diff = np.zeros((h, w))
+    for y in range(h):
+        for x in range(w):
+            i, j = y // block, x // block
+            ni = min(max(i + (2 * ((y // (block // 2)) % 2) - 1), 0), hb - 1)
+            nj = min(max(j + (2 * ((x // (block // 2)) % 2) - 1), 0), wb - 1)
+            best = math.inf
+            for k, (a, b) in enumerate(((i, j), (ni, j), (i, nj))):
+                yy = min(max(y + int(vec[a, b, 0]), 0), h - 1)
+                xx = min(max(x + int(vec[a, b, 1]), 0), w - 1)
+                best = min(best, max(ref[y, x] - hi[yy, xx], lo[yy, xx] - ref[y, x], 0.0))
+                if k == 0:
+                    diff[y, x] = abs(ref[y, x] - tgt[yy, xx])
+            residual[y, x] = best
+    sub = block // 2
+    block_diff = diff.reshape(h // sub, sub, w // sub, sub).mean((1, 3)).ravel()
+    return residual, block_diff
+
+
+def _lower_median(x):
+    x = np.sort(np.asarray(x).ravel())
+    return x[(len(x) - 1) // 2]
+
+
+def reference_maps(rgb: np.ndarray, fps: float, min_contrast=0.14, noise_factor=5.0, max_spot_size=0.025, min_speed=0.05):
+    """Per-frame, per-pixel Python loops over ``(T, h, w, 3)`` frames already at the working size."""
+    t_len, h, w, _ = rgb.shape
+    short = min(h, w)
+    luma = rgb @ np.array([0.299, 0.587, 0.114])
+    chroma = [np.stack([_pool2(f) for f in rgb[..., c] - luma]) for c in (0, 2)]
+    planes = [(luma, BLOCK, 1), (chroma[0], BLOCK // 2, 2), (chroma[1], BLOCK // 2, 2)]
+    radius = max(2, math.ceil(short / fps))
+    res = {}  # (direction, pair) -> list of per-plane residuals
+    noise = np.zeros((2, t_len - 1, 3))
+    cost = np.zeros((2, t_len - 1))
+    speed = np.zeros((2, t_len - 1, h // BLOCK, w // BLOCK))
+    for d in range(2):
+        for p in range(t_len - 1):
+            a, b = (p, p + 1) if d == 0 else (p + 1, p)
+            vec = _ref_vectors(luma[a], luma[b], radius)
+            speed[d, p] = np.hypot(vec[..., 0], vec[..., 1])
+            res[d, p] = []
+            for c, (plane, block, down) in enumerate(planes):
+                r, block_diff = _ref_residual(plane[a], plane[b], vec / down, block)
+                res[d, p].append(r)
+                if c == 0:
+                    luma_diff = block_diff
+                    cost[d, p] = _lower_median(block_diff)
+                quiet = luma_diff <= np.sort(luma_diff)[max(1, len(luma_diff) // 4) - 1]
+                noise[d, p, c] = _lower_median(block_diff[quiet]) * math.sqrt(math.pi) / 2
+    pair_cost = cost.max(0)
+    pair_ok = pair_cost <= max(4.0 * _lower_median(pair_cost), 0.04)
+    sigma = np.array([[_lower_median(noise[d, pair_ok, c]) for c in range(3)] for d in range(2)]).max(0)
+    floor = np.maximum(sigma * noise_factor, min_contrast)
+    norm = {}
+    for key, r in res.items():
+        colour = np.maximum(r[1] / floor[1], r[2] / floor[2]).repeat(2, 0).repeat(2, 1)
+        norm[key] = np.maximum(r[0] / floor[0], colour)
     k = max(3, int(round(max_spot_size * short))) | 1
-    spots = np.zeros(luma.shape, bool)
-    excess_all = np.zeros(luma.shape)
+    half = k // 2
+    lines = [[(o, 0) for o in range(-half, half + 1)], [(0, o) for o in range(-half, half + 1)],
+             [(o, o) for o in range(-half, half + 1)], [(o, -o) for o in range(-half, half + 1)]]
+    spots = np.zeros((t_len, h, w), bool)
+    excess_all = np.zeros((t_len, h, w))
+    moving_all = np.zeros((t_len, h, w), bool)
     for t in range(1, t_len - 1):
-        e_next, s_next, n_next = _ref_direction(luma[t], luma[t + 1], radius)
-        e_prev, s_prev, n_prev = _ref_direction(luma[t], luma[t - 1], radius)
-        incoherent = np.minimum(e_next, e_prev)
-        fast = np.maximum(s_next, s_prev) * fps / short > min_speed
-        fast = np.pad(fast, 1, mode="edge")
-        moving_blocks = np.stack([fast[a : a + h // BLOCK, b : b + w // BLOCK] for a in range(3) for b in range(3)]).any(0)
-        moving = moving_blocks.repeat(BLOCK, 0).repeat(BLOCK, 1)
-        floor = max(min_contrast, noise_factor * max(n_next, n_prev))
-        excess = incoherent - np.maximum(_ref_opening(incoherent, 1, k), _ref_opening(incoherent, k, 1))
-        spots[t] = (excess > floor) & moving
+        if not (pair_ok[t - 1] and pair_ok[t]):
+            continue
+        prev, nxt = norm[1, t - 1], norm[0, t]  # frame t against t-1 and against t+1
+        incoherent = np.minimum(prev, nxt)
+        dil = lambda x: _ref_window(x, [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)], np.max)  # noqa: E731
+        if t + 1 < t_len - 1 and pair_ok[t + 1]:
+            incoherent = np.maximum(incoherent, np.minimum(prev, dil(norm[0, t + 1])))
+        if t - 1 > 0 and pair_ok[t - 2]:
+            incoherent = np.maximum(incoherent, np.minimum(dil(norm[1, t - 2]), nxt))
+        opened = np.max([_ref_window(_ref_window(incoherent, line, np.min), line, np.max) for line in lines], axis=0)
+        excess = incoherent - opened
+        spots[t] = excess > 1.0
         excess_all[t] = excess
-    return spots, excess_all
+        fast = np.maximum(speed[0, t], speed[1, t - 1]) * fps / short > min_speed
+        moving_blocks = _ref_window(fast.astype(float), [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1)], np.max) > 0
+        moving_all[t] = moving_blocks.repeat(BLOCK, 0).repeat(BLOCK, 1)
+    return spots, excess_all, moving_all
 
 
-def _synthetic_scene(t_len=5, h=64, w=96, seed=0):
-    """Smooth random texture, a square moving 3 px/frame over a background moving 1 px/frame,
-    and a few one-frame specks on the square."""
+def _synthetic_scene(t_len=7, h=64, w=96, seed=0):
+    """Smooth random colour texture, a square moving 3 px/frame over a background moving
+    1 px/frame; one-frame specks in frame 2 (bright, dark, and a colour change of equal luma)
+    and a two-frame speck in frames 4-5, all on the square."""
     rng = np.random.default_rng(seed)
-    big = rng.random((h + 64, w + 64))
+    big = rng.random((h + 64, w + 64, 3)) * 0.6 + 0.2
     kernel = np.ones(3) / 3
     big = np.apply_along_axis(lambda r: np.convolve(r, kernel, "same"), 1, big)
     big = np.apply_along_axis(lambda c: np.convolve(c, kernel, "same"), 0, big)
@@ -163,21 +209,29 @@ def _synthetic_scene(t_len=5, h=64, w=96, seed=0):
         f = big[20 : 20 + h, 20 + t : 20 + t + w].copy()
         f[16:48, 20 + 3 * t : 52 + 3 * t] = big[:32, :32]
         if t == 2:
-            f[30, 30 + 3 * t] = f[25, 40 + 3 * t] = 1.0
+            f[30, 30 + 3 * t] = 1.0
             f[40, 28 + 3 * t] = 0.0
-        frames.append(f)
+            f[22:24, 38:40] += np.array([0.3, -0.3 * 0.299 / 0.587, 0.0])  # the same luma, redder
+        if t in (4, 5):
+            f[26, 50] = 1.0  # fixed in the frame while the square moves under it
+        frames.append(np.clip(f, 0, 1))
     return np.stack(frames).astype(np.float32)
 
 
 def test_matches_slow_per_frame_reference():
-    luma = _synthetic_scene()
-    frames = torch.from_numpy(luma)[None, :, None].expand(-1, -1, 3, -1, -1).contiguous()  # grey RGB
+    rgb = _synthetic_scene()
+    frames = torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous()
     maps = confetti_maps(frames, 25.0, work_short_side=64)
-    ref_spots, ref_excess = reference_spots(luma, 25.0, 64)
+    ref_spots, ref_excess, ref_moving = reference_maps(rgb.astype(np.float64), 25.0)
     np.testing.assert_allclose(maps.excess[0].numpy(), ref_excess, atol=1e-4)
     assert np.array_equal(maps.spots[0].numpy(), ref_spots)
-    assert ref_spots[2].sum() >= 3  # the specks are found, and nothing else is
+    assert np.array_equal(maps.moving[0].numpy(), ref_moving)
+    # the specks are found (the colour one too), the two-frame speck in both frames, nothing else
+    assert ref_spots[2].sum() >= 4 and ref_spots[2, 22:24, 38:40].any()
+    assert ref_spots[4].any() and ref_spots[5].any()
     assert ref_spots[[1, 3]].sum() == 0
+    luma_only = confetti_maps(frames, 25.0, work_short_side=64, colour=False)
+    assert not luma_only.spots[0, 2, 22:24, 38:40].any()
 
 
 # ---------------------------------------------------------------- batching, normalisation, errors

@@ -1,0 +1,163 @@
+"""Block motion and grey morphology on ``(N, C, h, w)`` tensors, batched, pure torch (used by
+the confetti detector). Integer block vectors are applied with one gather per candidate, so
+nothing loops over frames or blocks in Python."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def shifted_max(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+    """Running max of odd width ``k`` along ``dim`` (-1 or -2) with edge replication, same shape.
+
+    Slices of one padded copy instead of ``max_pool2d``, which is slower on CPU for these shapes.
+    """
+    half = k // 2
+    size = x.shape[dim]
+    padded = F.pad(x, (half, half, 0, 0) if dim == -1 else (0, 0, half, half), mode="replicate")
+    out = padded.narrow(dim, 0, size)
+    for off in range(1, k):
+        out = torch.maximum(out, padded.narrow(dim, off, size))
+    return out
+
+
+def dilate(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """Grey dilation of ``(..., h, w)`` by a ``kh x kw`` rectangle."""
+    if kh > 1:
+        x = shifted_max(x, kh, -2)
+    return shifted_max(x, kw, -1) if kw > 1 else x
+
+
+def erode(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    return -dilate(-x, kh, kw)
+
+
+def to_blocks(img: torch.Tensor, block: int) -> torch.Tensor:
+    """``(N, C, h, w)`` -> ``(N, C, nb, block, block)`` blocks in raster order."""
+    n, c, h, w = img.shape
+    x = img.reshape(n, c, h // block, block, w // block, block).permute(0, 1, 2, 4, 3, 5)
+    return x.reshape(n, c, -1, block, block)
+
+
+def from_blocks(blocks: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``(N, nb, B, B)`` -> ``(N, h, w)``."""
+    n, _, block, _ = blocks.shape
+    x = blocks.view(n, h // block, w // block, block, block).permute(0, 1, 3, 2, 4)
+    return x.reshape(n, h, w)
+
+
+class PatchSampler:
+    """Cuts ``(block + 2 margin)``-wide patches around each block of ``images`` displaced by a
+    per-block integer vector, with one gather (replicate padding keeps every index valid).
+
+    ``images``: ``(N, C, h, w)``; patches come back as ``(N, C, nb, side, side)``. ``pad`` must
+    be at least the largest vector component plus ``margin`` (vectors are clamped to it).
+    """
+
+    def __init__(self, images: torch.Tensor, block: int, pad: int, margin: int) -> None:
+        n, c, h, w = images.shape
+        self.pad, self.margin, self.width = pad, margin, w + 2 * pad
+        self.flat = F.pad(images, (pad,) * 4, mode="replicate").flatten(2)
+        side = block + 2 * margin
+        local = torch.arange(side, device=images.device) - margin + pad
+        by = torch.arange(h // block, device=images.device) * block
+        bx = torch.arange(w // block, device=images.device) * block
+        rows = (by.view(-1, 1, 1, 1) + local.view(1, 1, -1, 1)) * self.width
+        cols = bx.view(1, -1, 1, 1) + local.view(1, 1, 1, -1)
+        self.base = (rows + cols).reshape(1, -1, side * side)  # (1, nb, side*side)
+        self.side = side
+
+    def __call__(self, vec: torch.Tensor) -> torch.Tensor:
+        """``vec``: ``(N, 2, nb)`` integer (dy, dx) -> ``(N, C, nb, side, side)``."""
+        v = vec.long().clamp(-self.pad + self.margin, self.pad - self.margin)
+        idx = (self.base + (v[:, 0] * self.width + v[:, 1]).unsqueeze(-1)).flatten(1)
+        n, c, nb = v.shape[0], self.flat.shape[1], v.shape[2]
+        return self.flat.gather(2, idx.unsqueeze(1).expand(n, c, -1)).view(n, c, nb, self.side, self.side)
+
+
+def block_search(
+    ref: torch.Tensor, tgt: torch.Tensor, block: int, init: torch.Tensor | None, radius: int, scale: int,
+    zero_bias: float, pad: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block matching of ``ref`` blocks in ``tgt`` (both ``(N, 1, h, w)``).
+
+    Candidates are ``init + d`` for ``|d|_inf <= radius`` (``init``: ``(N, 2, nb)`` or None for
+    zero; ``pad`` bounds ``|init|``). The block cost is the mean absolute difference plus
+    ``zero_bias`` per working-grid pixel of vector length (``scale`` working pixels per pixel
+    of this level), so flat or noisy blocks keep short vectors; ties go to the shorter
+    candidate. All candidates of all blocks of all frames are one strided view.
+
+    Returns vectors ``(N, 2, nb)`` (dy, dx) in this level's pixels and their costs ``(N, nb)``.
+    """
+    n = ref.shape[0]
+    ref_blocks = to_blocks(ref, block)[:, 0]
+    nb = ref_blocks.shape[1]
+    if init is None:
+        init = torch.zeros((n, 2, nb), device=ref.device)
+    side = 2 * radius + 1
+    sampler = PatchSampler(tgt, block, pad=pad + radius, margin=radius)
+    # every candidate window of every block at once, a strided view: (N, nb, side, side, block, block)
+    windows = sampler(init)[:, 0].unfold(-2, block, 1).unfold(-2, block, 1)
+    diff = windows - ref_blocks[:, :, None, None]
+    costs = diff.abs_().mean((-1, -2)).view(n, nb, side * side)
+    raster = [(a, b) for a in range(-radius, radius + 1) for b in range(-radius, radius + 1)]
+    order = sorted(range(len(raster)), key=lambda i: (raster[i][0] ** 2 + raster[i][1] ** 2, raster[i]))
+    steps = torch.tensor([raster[i] for i in order], dtype=torch.float32, device=ref.device)  # (D, 2)
+    costs = costs[..., order]  # shortest candidates first, so ties go to them
+    vy = init[:, 0].unsqueeze(-1) + steps[:, 0]
+    vx = init[:, 1].unsqueeze(-1) + steps[:, 1]
+    best_cost, best = (costs + zero_bias * scale * torch.sqrt(vy * vy + vx * vx)).min(dim=-1)
+    vec = init + steps[best].permute(0, 2, 1)
+    return vec, best_cost
+
+
+def halve(x: torch.Tensor) -> torch.Tensor:
+    """2x2 box average of ``(..., h, w)`` (even ``h``, ``w``): ``F.avg_pool2d(x, 2)``, about
+    three times faster on CPU."""
+    pairs = x[..., 0::2] + x[..., 1::2]
+    return (pairs[..., 0::2, :] + pairs[..., 1::2, :]).mul_(0.25)
+
+
+def pyramid(luma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, 1, h, w)`` -> its half and quarter resolution averages, the levels :func:`motion_vectors` searches."""
+    half = halve(luma)
+    return half, halve(half)
+
+
+def motion_vectors(
+    ref: tuple[torch.Tensor, torch.Tensor], tgt: tuple[torch.Tensor, torch.Tensor], radius: int, block: int,
+    zero_bias: float = 0.004,
+) -> torch.Tensor:
+    """Coarse-to-fine block motion from ``ref`` to ``tgt``, both given as :func:`pyramid` levels
+    of ``(N, 1, h, w)`` luma (computed once per frame, though every frame is in two pairs).
+
+    The full-resolution grid is never searched: a full search of radius ``radius / 4`` at
+    quarter resolution, then a +-1 refinement at half resolution, both on ``block``-wide blocks
+    of the full-resolution grid (``block`` a multiple of 4). Vectors are thus even, exact to 2
+    pixels. Returns integer vectors ``(N, 2, nb)`` per block (raster order) in full-resolution
+    pixels.
+    """
+    (half_r, quarter_r), (half_t, quarter_t) = ref, tgt
+    coarse = max(1, -(-radius // 4))
+    vec, _ = block_search(quarter_r, quarter_t, block // 4, None, coarse, 4, zero_bias, pad=0)
+    vec, _ = block_search(half_r, half_t, block // 2, vec * 2, 1, 2, zero_bias, pad=2 * coarse)
+    return vec * 2
+
+
+def max_vector(radius: int) -> int:
+    """Largest component :func:`motion_vectors` can return for ``radius`` (a static bound: no sync)."""
+    return 2 * (2 * max(1, -(-radius // 4)) + 1)
+
+
+def diagonal_max(x: torch.Tensor, k: int, anti: bool) -> torch.Tensor:
+    """Running max of odd length ``k`` along the diagonal (or anti-diagonal) of ``(N, h, w)``."""
+    half = k // 2
+    h, w = x.shape[-2:]
+    padded = F.pad(x.unsqueeze(1), (half,) * 4, mode="replicate").squeeze(1)
+    out = None
+    for off in range(k):
+        col = 2 * half - off if anti else off
+        part = padded[..., off : off + h, col : col + w]
+        out = part if out is None else torch.maximum(out, part)
+    return out
