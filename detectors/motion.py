@@ -234,8 +234,13 @@ def judged_frames(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
 
 def _rolling_mean(x: np.ndarray, win: int) -> np.ndarray:
     """Centred rolling mean of ``(T,)`` over ``win`` frames (shorter at the ends)."""
-    c = np.convolve(x, np.ones(win), "same")
-    return c / np.convolve(np.ones_like(x), np.ones(win), "same")
+    # Cumulative sums, not np.convolve(..., "same"): that returns max(T, win) values, so a clip
+    # shorter than the window came back one frame too long.
+    half = win // 2
+    csum = np.concatenate([[0.0], np.cumsum(x, dtype=np.float64)])
+    t = np.arange(len(x))
+    lo, hi = np.clip(t - half, 0, len(x)), np.clip(t + half + 1, 0, len(x))
+    return (csum[hi] - csum[lo]) / np.maximum(hi - lo, 1)
 
 
 def _inside(landmarks: np.ndarray, margin: float) -> np.ndarray:

@@ -370,3 +370,13 @@ def test_targets_on_held_out_puppets(real_poses):
 def test_stretched_limbs_localised_on_held_out_puppets(real_poses):
     _, _, found = _held_out_results(real_poses)
     assert found["stretch"] and found["stretch2"]
+
+
+@pytest.mark.parametrize("frames", [1, 2, 5, 8])
+def test_clips_shorter_than_the_windows(frames):
+    """The curriculum's image stage holds a still for 8 frames at 8 fps: shorter than every window."""
+    lm = dancer(8.0, seconds=frames / 8.0)
+    assert len(lm) == frames
+    score, series = motion_breakage(lm, (W, H), 8.0)
+    assert series.shape == (frames,)
+    assert not (np.isfinite(score) and score >= 1.0)
