@@ -43,11 +43,13 @@ def check_landmarks(landmarks: np.ndarray, what: str = "face landmarks") -> np.n
     return landmarks.astype(np.float32, copy=False)
 
 
-def face_pixels(face: FaceTrack, source: str = "FaceTrack") -> np.ndarray:
-    """``(T, F, 478, 3)`` float32 pixel landmarks of a track, shape-checked."""
+def face_pixels(face: FaceTrack, source: str = "FaceTrack", num_frames: int | None = None) -> np.ndarray:
+    """``(T, F, 478, 3)`` float32 pixel landmarks of a track, shape-checked (``T == num_frames``
+    when given: the track must belong to the video being scored)."""
     check_landmarks(face.landmarks, f"{source} landmarks")
-    if face.landmarks.ndim != 4:
-        raise ShapeError(f"{source} landmarks", f"(T, F, {NUM_POINTS}, 3)", face.landmarks.shape)
+    if face.landmarks.ndim != 4 or (num_frames is not None and face.landmarks.shape[0] != num_frames):
+        t = "T" if num_frames is None else str(num_frames)
+        raise ShapeError(f"{source} landmarks", f"({t}, F, {NUM_POINTS}, 3)", face.landmarks.shape)
     return face.pixels().astype(np.float32, copy=False)
 
 

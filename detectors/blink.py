@@ -257,9 +257,7 @@ class BlinkDetector(BaseDetector):
         video = inputs.video
         if inputs.face is None:
             return DetectorResult.skipped("no face landmarks were computed", video.num_frames)
-        points = face_pixels(inputs.face, f"{video.path} face")
-        if points.shape[0] != video.num_frames:
-            raise ShapeError(f"{video.path} face landmarks", f"({video.num_frames}, F, 478, 3)", points.shape)
+        points = face_pixels(inputs.face, f"{video.path} face", video.num_frames)
         analysis = blink_analysis(points, video.fps, **self.config)
         faces = analysis["faces"]
         if not faces:

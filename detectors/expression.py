@@ -226,9 +226,7 @@ class ExpressionDetector(BaseDetector):
         video = inputs.video
         if inputs.face is None:
             return DetectorResult.skipped("no face landmarks were computed", video.num_frames)
-        points = face_pixels(inputs.face, f"{video.path} face")
-        if points.shape[0] != video.num_frames:
-            raise ShapeError(f"{video.path} face landmarks", f"({video.num_frames}, F, 478, 3)", points.shape)
+        points = face_pixels(inputs.face, f"{video.path} face", video.num_frames)
         cfg = self.config
         features = expression_features(
             points, video.fps, cfg["neutral_fraction"], cfg["speed_s"], cfg["max_yaw_deg"], cfg["max_pitch_deg"],
