@@ -27,7 +27,7 @@ from evalkit.detectors.confetti import (
     ConfettiMaps,
     confetti_maps,
     directional_residual,
-    range_images,
+    range_sampler,
     search_radius,
     small_detail,
     to_planes,
@@ -49,13 +49,16 @@ def per_frame_loop(frames: torch.Tensor, fps: float, work_short_side: int = 128,
     pad = max_vector(radius)
     max_spot = max(3, int(round(max_spot_size * short)))
     planes = [to_planes(frames[t : t + 1], size) for t in range(t_len)]
+    # per frame, once (as the batched form does): the motion pyramid and the target-side ranges
+    pyramids = [pyramid(y) for y, _ in planes]
+    ranges = [(range_sampler(y, BLOCK, pad), range_sampler(c, BLOCK // 2, pad // 2)) for y, c in planes]
     res, noise, cost, speed = {}, {}, {}, {}
     for d in range(2):
         for p in range(t_len - 1):
             a, b = (p, p + 1) if d == 0 else (p + 1, p)
-            vec = motion_vectors(pyramid(planes[a][0]), pyramid(planes[b][0]), radius, BLOCK)
-            r_y, s_y, c_y = directional_residual(planes[a][0], range_images(planes[b][0]), vec, BLOCK, pad)
-            r_c, s_c, _ = directional_residual(planes[a][1], range_images(planes[b][1]), vec / 2, BLOCK // 2, pad // 2)
+            vec = motion_vectors(pyramids[a], pyramids[b], radius, BLOCK)
+            r_y, s_y, c_y = directional_residual(planes[a][0], ranges[b][0], vec, BLOCK)
+            r_c, s_c, _ = directional_residual(planes[a][1], ranges[b][1], vec / 2, BLOCK // 2)
             res[d, p] = (r_y, r_c)
             noise[d, p] = [s_y[0, 0].item(), s_c[0, 0].item(), s_c[0, 1].item()]
             cost[d, p] = c_y.item()

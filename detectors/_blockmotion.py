@@ -33,9 +33,12 @@ def erode(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
     return -dilate(-x, kh, kw)
 
 
-def to_blocks(img: torch.Tensor, block: int) -> torch.Tensor:
-    """``(N, C, h, w)`` -> ``(N, C, nb, block, block)`` blocks in raster order."""
+def to_blocks(img: torch.Tensor, block: int, channels_first: bool = False) -> torch.Tensor:
+    """``(N, C, h, w)`` -> ``(N, C, nb, block, block)`` blocks in raster order, or with
+    ``channels_first`` ``(C, N, nb, block, block)`` (the layout :class:`PatchSampler` returns)."""
     n, c, h, w = img.shape
+    if channels_first:
+        img, n, c = img.transpose(0, 1), c, n
     x = img.reshape(n, c, h // block, block, w // block, block).permute(0, 1, 2, 4, 3, 5)
     return x.reshape(n, c, -1, block, block)
 
@@ -48,17 +51,20 @@ def from_blocks(blocks: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 class PatchSampler:
-    """Cuts ``(block + 2 margin)``-wide patches around each block of ``images`` displaced by a
-    per-block integer vector, with one gather (replicate padding keeps every index valid).
+    """Cuts ``(block + 2 margin)``-wide patches around each block of a set of frames, displaced
+    by a per-block integer vector, with one gather for any number of (frame, vectors) requests.
 
-    ``images``: ``(N, C, h, w)``; patches come back as ``(N, C, nb, side, side)``. ``pad`` must
-    be at least the largest vector component plus ``margin`` (vectors are clamped to it).
+    ``images``: ``(T, C, h, w)``, replicate-padded once here (so every index stays valid and a
+    frame used by several pairs is padded once). ``pad`` must be at least the largest vector
+    component plus ``margin`` (vectors are clamped to it).
     """
 
     def __init__(self, images: torch.Tensor, block: int, pad: int, margin: int) -> None:
-        n, c, h, w = images.shape
+        _, c, h, w = images.shape
         self.pad, self.margin, self.width = pad, margin, w + 2 * pad
-        self.flat = F.pad(images, (pad,) * 4, mode="replicate").flatten(2)
+        self.frame_len = (h + 2 * pad) * self.width
+        # channel-major: one row per channel holding every frame, so one gather serves all pairs
+        self.flat = F.pad(images.transpose(0, 1), (pad,) * 4, mode="replicate").reshape(c, -1)
         side = block + 2 * margin
         local = torch.arange(side, device=images.device) - margin + pad
         by = torch.arange(h // block, device=images.device) * block
@@ -68,12 +74,18 @@ class PatchSampler:
         self.base = (rows + cols).reshape(1, -1, side * side)  # (1, nb, side*side)
         self.side = side
 
-    def __call__(self, vec: torch.Tensor) -> torch.Tensor:
-        """``vec``: ``(N, 2, nb)`` integer (dy, dx) -> ``(N, C, nb, side, side)``."""
+    def __call__(self, vec: torch.Tensor, frames: torch.Tensor | None = None, channels: slice = slice(None)) -> torch.Tensor:
+        """Patches of ``frames`` (``(N,)`` long; None: request ``i`` reads frame ``i``) moved by
+        ``vec`` ``(N, 2, nb)`` integer (dy, dx) -> ``(C', N, nb, side, side)`` for the ``channels``."""
         v = vec.long().clamp(-self.pad + self.margin, self.pad - self.margin)
-        idx = (self.base + (v[:, 0] * self.width + v[:, 1]).unsqueeze(-1)).flatten(1)
-        n, c, nb = v.shape[0], self.flat.shape[1], v.shape[2]
-        return self.flat.gather(2, idx.unsqueeze(1).expand(n, c, -1)).view(n, c, nb, self.side, self.side)
+        n, nb = v.shape[0], v.shape[2]
+        offset = v[:, 0] * self.width + v[:, 1]  # (N, nb)
+        if frames is None:
+            frames = torch.arange(n, device=vec.device)
+        offset = offset + frames.view(-1, 1) * self.frame_len
+        idx = (self.base + offset.unsqueeze(-1)).reshape(1, -1)
+        src = self.flat[channels]
+        return src.gather(1, idx.expand(src.shape[0], -1)).view(-1, n, nb, self.side, self.side)
 
 
 def block_search(
@@ -98,7 +110,7 @@ def block_search(
     side = 2 * radius + 1
     sampler = PatchSampler(tgt, block, pad=pad + radius, margin=radius)
     # every candidate window of every block at once, a strided view: (N, nb, side, side, block, block)
-    windows = sampler(init)[:, 0].unfold(-2, block, 1).unfold(-2, block, 1)
+    windows = sampler(init)[0].unfold(-2, block, 1).unfold(-2, block, 1)
     diff = windows - ref_blocks[:, :, None, None]
     costs = diff.abs_().mean((-1, -2)).view(n, nb, side * side)
     raster = [(a, b) for a in range(-radius, radius + 1) for b in range(-radius, radius + 1)]

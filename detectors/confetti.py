@@ -48,6 +48,8 @@ from evalkit.errors import ShapeError
 
 BLOCK = 16  # block size of the motion search, in working-grid pixels
 _LUMA = (0.299, 0.587, 0.114)
+# RGB -> luma, R - Y, B - Y (rows)
+_COLOUR_MIX = torch.tensor([_LUMA, (1 - _LUMA[0], -_LUMA[1], -_LUMA[2]), (-_LUMA[0], -_LUMA[1], 1 - _LUMA[2])])
 
 
 @dataclass
@@ -105,14 +107,20 @@ def to_planes(frames: torch.Tensor, size: tuple[int, int], colour: bool = True) 
     ``colour``, the red and blue colour differences ``(R - Y, B - Y)`` at half that resolution,
     ``(N, 2, h / 2, w / 2)`` (as video codecs keep colour: it is cheaper and blurrier)."""
     factor = int(min(frames.shape[-2] / size[0], frames.shape[-1] / size[1]))
-    if factor >= 2:  # box-average the integer part of the reduction first: much cheaper than a wide kernel
-        frames = halve(frames[..., : frames.shape[-2] // 2 * 2, : frames.shape[-1] // 2 * 2]) if factor == 2 else F.avg_pool2d(frames, factor)
-    if tuple(frames.shape[-2:]) != tuple(size):
-        frames = F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
-    luma = (frames * frames.new_tensor(_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    mix = _COLOUR_MIX.to(frames) if colour else _COLOUR_MIX[:1].to(frames)  # (P, 3): luma, then R - Y, B - Y
+    if factor >= 3:  # box average of the integer part of the reduction and colour mix in one strided convolution
+        crop = frames[..., : frames.shape[-2] // factor * factor, : frames.shape[-1] // factor * factor]
+        planes = F.conv2d(crop, (mix / factor**2).view(-1, 3, 1, 1).expand(-1, -1, factor, factor).contiguous(), stride=factor)
+    else:
+        if factor == 2:  # 2x2 box average by slices: cheaper than a pooling kernel
+            frames = halve(frames[..., : frames.shape[-2] // 2 * 2, : frames.shape[-1] // 2 * 2])
+        planes = torch.einsum("pc,nchw->nphw", mix, frames)
+    if tuple(planes.shape[-2:]) != tuple(size):
+        planes = F.interpolate(planes, size=size, mode="bilinear", antialias=True, align_corners=False)
+    luma = planes[:, :1].contiguous()
     if not colour:
         return luma, None
-    return luma, halve(torch.cat([frames[:, :1] - luma, frames[:, 2:] - luma], 1))
+    return luma, halve(planes[:, 1:])
 
 
 def _candidate_vectors(vec: torch.Tensor, hb: int, wb: int) -> list[torch.Tensor]:
@@ -135,47 +143,54 @@ def range_images(planes: torch.Tensor) -> torch.Tensor:
     return torch.cat([dilate(planes, 3, 3), erode(planes, 3, 3), planes], 1)
 
 
+def range_sampler(planes: torch.Tensor, block: int, pad: int) -> PatchSampler:
+    """The target side of :func:`directional_residual` for ``(T, C, h, w)`` planes, built once
+    per frame: half-block patches of their :func:`range_images`, for vectors up to ``pad``."""
+    return PatchSampler(range_images(planes), block // 2, pad=pad + 1, margin=0)
+
+
 def directional_residual(
-    ref: torch.Tensor, tgt: torch.Tensor, vec: torch.Tensor, block: int, pad: int
+    ref: torch.Tensor, tgt: PatchSampler, vec: torch.Tensor, block: int, frames: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """How much of ``ref`` the motion-compensated ``tgt`` cannot explain, per plane.
+    """How much of ``ref`` the motion-compensated target frames cannot explain, per plane.
 
     Args:
         ref: ``(N, C, h, w)`` planes (``h``, ``w`` multiples of ``block``).
-        tgt: ``(N, 3C, h, w)``, :func:`range_images` of the target planes.
-        vec: ``(N, 2, nb)`` integer vectors from ``ref`` to ``tgt`` of its ``block``-wide blocks
-            (raster order), in pixels of these planes.
+        tgt: :func:`range_sampler` of the target frames' planes (the same ``C`` planes).
+        vec: ``(N, 2, nb)`` integer vectors from ``ref`` to its target of its ``block``-wide
+            blocks (raster order), in pixels of these planes.
         block: block size of ``vec``.
-        pad: bound of ``|vec|`` (static, so no device sync is needed).
+        frames: ``(N,)`` long, the target frame (index into ``tgt``) of each ``ref``; None means
+            ``ref[i]`` goes with frame ``i``.
 
     Returns:
         residual ``(N, C, h, w)``: per pixel and plane, its distance outside the 3x3 value range
-        of ``tgt`` displaced by the best of three vectors: its block's own and those of the two
-        neighbouring blocks nearest to the pixel (a pixel near a block edge may move with the
+        of the target displaced by the best of three vectors: its block's own and those of the
+        two neighbouring blocks nearest to the pixel (a pixel near a block edge may move with the
         neighbour);
-        noise ``(N, C)``: robust sigma of the compensated difference ``ref - tgt`` (own vectors)
-        over the best-matching quarter of the half-blocks, where only noise is left;
+        noise ``(N, C)``: robust sigma of the compensated difference ``ref - target`` (own
+        vectors) over the best-matching quarter of the half-blocks, where only noise is left;
         cost ``(N,)``: median over half-blocks of the mean absolute compensated difference of
         the first plane (a scene cut makes it jump).
     """
     n, c, h, w = ref.shape
     sub = block // 2
     own, *others = _candidate_vectors(vec, h // block, w // block)
-    # The 3x3 range of tgt, cut at the displaced blocks: dilation commutes with translation.
-    sampler = PatchSampler(tgt, sub, pad=pad + 1, margin=0)
-    ref_blocks = to_blocks(ref, sub)  # (N, C, nb, sub, sub)
-    moved = sampler(own)
-    residual = torch.maximum(ref_blocks - moved[:, :c], moved[:, c : 2 * c] - ref_blocks)
-    block_diff = (ref_blocks - moved[:, 2 * c :]).abs_().mean((-1, -2))  # (N, C, nb)
+    # The 3x3 range of the target, cut at the displaced blocks: dilation commutes with translation.
+    ref_blocks = to_blocks(ref, sub, channels_first=True)  # (C, N, nb, sub, sub)
+    moved = tgt(own, frames)  # (3C, N, nb, sub, sub): max, min, value
+    residual = torch.maximum(ref_blocks - moved[:c], moved[c : 2 * c] - ref_blocks)
+    block_diff = (ref_blocks - moved[2 * c :]).abs_().mean((-1, -2))  # (C, N, nb)
     for cand in others:
-        bounds = sampler(cand)[:, : 2 * c]
-        residual = torch.minimum(residual, torch.maximum(ref_blocks - bounds[:, :c], bounds[:, c:] - ref_blocks))
-    quiet = block_diff[:, 0] <= block_diff[:, 0].kthvalue(max(1, block_diff.shape[-1] // 4), dim=-1, keepdim=True).values
-    quiet_diff = torch.where(quiet.unsqueeze(1), block_diff, torch.full_like(block_diff, float("nan")))
+        bounds = tgt(cand, frames, slice(0, 2 * c))
+        residual = torch.minimum(residual, torch.maximum(ref_blocks - bounds[:c], bounds[c:] - ref_blocks))
+    first = block_diff[0]
+    quiet = first <= first.kthvalue(max(1, first.shape[-1] // 4), dim=-1, keepdim=True).values
+    quiet_diff = torch.where(quiet.unsqueeze(0), block_diff, torch.full_like(block_diff, float("nan")))
     # mean |a - b| of two frames with independent noise of sigma is 2 sigma / sqrt(pi)
-    noise = quiet_diff.nanmedian(dim=-1).values * (math.sqrt(math.pi) / 2.0)
+    noise = quiet_diff.nanmedian(dim=-1).values.t() * (math.sqrt(math.pi) / 2.0)
     residual = residual.clamp_min_(0).flatten(0, 1)
-    return from_blocks(residual, h, w).view(n, c, h, w), noise, block_diff[:, 0].median(dim=-1).values
+    return from_blocks(residual, h, w).view(c, n, h, w).transpose(0, 1), noise, first.median(dim=-1).values
 
 
 def small_detail(residual: torch.Tensor, max_spot: int) -> torch.Tensor:
@@ -293,22 +308,22 @@ def confetti_maps(
     # per frame, once: the motion pyramid and the 3x3 ranges; pairs index into them
     luma = torch.cat(luma, 1).flatten(0, 1)
     pyr = pyramid(luma)
-    ranges_y = range_images(luma)
+    pad = max_vector(radius)
+    ranges_y = range_sampler(luma, BLOCK, pad)
     chroma = torch.cat(chroma, 1).flatten(0, 1) if colour else None
-    ranges_c = range_images(chroma) if colour else None
+    ranges_c = range_sampler(chroma, BLOCK // 2, pad // 2) if colour else None
     first = (torch.arange(b, device=device) * t).view(b, 1)
     step = torch.arange(t - 1, device=device).view(1, -1)
     # forward pairs (t -> t+1), then backward (t+1 -> t), per video
     ref_idx = torch.cat([first + step, first + step + 1], 1).flatten()
     tgt_idx = torch.cat([first + step + 1, first + step], 1).flatten()
-    pad = max_vector(radius)
     res_y, res_c, noise, cost, vectors = [], [], [], [], []
     for i in range(0, len(ref_idx), chunk):
         r, g = ref_idx[i : i + chunk], tgt_idx[i : i + chunk]
         vec = motion_vectors((pyr[0][r], pyr[1][r]), (pyr[0][g], pyr[1][g]), radius, BLOCK)
-        res, sig, pair_cost = directional_residual(luma[r], ranges_y[g], vec, BLOCK, pad)
+        res, sig, pair_cost = directional_residual(luma[r], ranges_y, vec, BLOCK, g)
         if colour:  # half-resolution colour: the vectors are even, so they halve exactly
-            res2, sig2, _ = directional_residual(chroma[r], ranges_c[g], vec / 2, BLOCK // 2, pad // 2)
+            res2, sig2, _ = directional_residual(chroma[r], ranges_c, vec / 2, BLOCK // 2, g)
             res_c.append(res2)
             sig = torch.cat([sig, sig2], 1)
         res_y.append(res)
