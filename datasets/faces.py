@@ -240,18 +240,50 @@ def blink_passes(source: np.ndarray, blinks: tuple[tuple[int, int], ...] = CARPH
     return sorted(out)
 
 
-def expression_clips(factors: tuple[float, ...] = FACTORS, segment: int = 60) -> list[dict]:
-    """Exaggerated-expression clips of real faces: carphone's halves warped and the astronaut
-    animated by them, each at every factor. Dicts with ``name``, ``frames``, ``fps``, ``factor``."""
-    frames, fps, points = carphone()
-    portrait, portrait_points = astronaut_portrait()
-    out = []
-    for k, start in enumerate(range(0, len(frames) - segment + 1, segment)):
-        part, part_points = frames[start : start + segment], points[start : start + segment]
-        for factor in factors:
-            out.append({"name": f"carphone{k}_x{factor}", "frames": exaggerate_clip(part, part_points, factor), "fps": fps, "factor": factor})
-            out.append({"name": f"astronaut{k}_x{factor}", "frames": animate_still(portrait, portrait_points, part_points, factor), "fps": fps, "factor": factor})
-    return out
+# Real faces that install offline, one entry per person: (file, equal segments it is cut into).
+# face_noface.mov is single_face's man again (its first 72 frames), so it adds no identity.
+IDENTITIES = {
+    "carphone": (CARPHONE, 2),  # a man in a car, 4 s: two 2-s halves
+    "woman": ("WolfgangLanger_Pexels.mp4", 4),  # 19.7 s: crying, a hand over her face, laughing
+    "single_face": ("single_face.mp4", 1),  # a man talking and smiling, 2.4 s
+}
+REAL_MAX_SIDE = 360  # the demo's and curriculum's size; carphone (176 px) is kept as it is
+
+
+@lru_cache(maxsize=3)
+def real_face(identity: str) -> tuple[np.ndarray, float, np.ndarray]:
+    """One identity's clip at <= ``REAL_MAX_SIDE`` px: ``(frames (T, H, W, 3), fps, landmarks (T, 478, 3) px)``."""
+    if identity == "carphone":
+        return carphone()
+    frames, fps = load_clip(IDENTITIES[identity][0], max_side=REAL_MAX_SIDE)
+    return frames, fps, mesh_points(frames, f"{identity}_{REAL_MAX_SIDE}")
+
+
+def identity_segments(identity: str) -> list[tuple[str, slice]]:
+    """``(name, frame slice)`` of each segment of an identity's clip (``IDENTITIES``)."""
+    frames, _, _ = real_face(identity)
+    parts = IDENTITIES[identity][1]
+    length = len(frames) // parts
+    return [(f"{identity}{k}", slice(k * length, (k + 1) * length)) for k in range(parts)]
+
+
+def expression_clips(factors: tuple[float, ...] = FACTORS, identities: tuple[str, ...] = tuple(IDENTITIES), astronaut: bool = True):
+    """Exaggerated-expression clips of real faces, generated one at a time: each segment of each
+    identity warped by every factor, and (``astronaut``) the astronaut animated by carphone's two
+    halves. Yields dicts with ``name``, ``identity``, ``frames``, ``fps``, ``factor``."""
+    for identity in identities:
+        frames, fps, points = real_face(identity)
+        for segment, part in identity_segments(identity):
+            for factor in factors:
+                clip = exaggerate_clip(frames[part], points[part], factor)
+                yield {"name": f"{segment}_x{factor}", "identity": identity, "frames": clip, "fps": fps, "factor": factor}
+    if astronaut:
+        frames, fps, points = carphone()
+        portrait, portrait_points = astronaut_portrait()
+        for k, part in enumerate((slice(0, 60), slice(60, 120))):
+            for factor in factors:
+                clip = animate_still(portrait, portrait_points, points[part], factor)
+                yield {"name": f"astronaut{k}_x{factor}", "identity": "astronaut", "frames": clip, "fps": fps, "factor": factor}
 
 
 def real_variants() -> list[dict]:

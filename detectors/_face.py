@@ -118,6 +118,27 @@ def expression_measures(points: np.ndarray) -> np.ndarray:
 
 
 MEASURES = ("mouth_open", "lip_stretch", "brow_raise", "eye_widen")
+MESH_POINTS = 468  # the face mesh without the 10 iris points (eyes looking around are no expression)
+
+
+def normalised_shape(points: np.ndarray) -> np.ndarray:
+    """Image-plane mesh ``(..., 478, 3)`` px -> ``(..., 468, 2)``: translated to the rigid points'
+    centre and divided by :func:`face_size`, so shapes of any size and position compare."""
+    xy = points[..., :MESH_POINTS, :2]
+    centre = points[..., RIGID, :2].mean(axis=-2, keepdims=True)
+    return (xy - centre) / face_size(points)[..., None, None]
+
+
+def rotate_onto(shapes: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """In-plane rotation of each ``(..., N, 2)`` shape that best lays its rigid points onto
+    ``target``'s (least squares, closed form for 2-D); ``target`` broadcasts against ``shapes``."""
+    src, dst = shapes[..., RIGID, :], target[..., RIGID, :]
+    cross = (src[..., 0] * dst[..., 1] - src[..., 1] * dst[..., 0]).sum(axis=-1)
+    dot = (src[..., 0] * dst[..., 0] + src[..., 1] * dst[..., 1]).sum(axis=-1)
+    angle = np.arctan2(cross, dot)
+    c, s = np.cos(angle)[..., None], np.sin(angle)[..., None]
+    x, y = shapes[..., 0], shapes[..., 1]
+    return np.stack([c * x - s * y, s * x + c * y], axis=-1)
 
 
 def frames_for(seconds: float, fps: float, minimum: int = 1) -> int:

@@ -8,6 +8,9 @@ eyes from the 3-D mesh, divided by the face's own rolling open-eye baseline (a m
 seconds), so that head pose, face size and eye shape cancel out. A blink is a dip below
 ``closed_ratio`` that starts and ends with the eye open (above ``open_ratio``) and lasts
 80-900 ms; durations are judged from whole frames, so a blink is 1-2 frames at 8 fps.
+Eyes kept shut for longer than a blink (EAR under half the face's open level for > 0.9 s:
+crying, laughing, looking down, a hand over the eyes) are not judged: they count neither as face
+time nor as the open eye around a blink, and are reported as ``long_closure`` events.
 
 Whether too few blinks were seen is a probability: human blink rates vary between people and
 situations, modelled as a gamma distribution over rates (shape 10, scale 1.7 per minute: mean
@@ -37,6 +40,7 @@ from evalkit.detectors._face import (
     frames_for,
     is_frontal,
     quiet_nanmedian,
+    quiet_nanquantile,
     rolling_nanmedian,
     runs,
 )
@@ -56,6 +60,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "closed_phase_s": 0.05,
     "max_blink_s": 0.9,
     "baseline_s": 3.0,  # rolling window of the open-eye baseline
+    # Eyes shut for longer than max_blink_s (crying, laughing, looking down, a hand over the
+    # eyes) are not judged: EAR below shut_ratio of the face's open level (its clip-wide
+    # open_quantile of EAR) for that long. Those frames count neither as face time nor as
+    # the open eye around a blink.
+    "shut_ratio": 0.5,
+    "open_quantile": 0.9,
     "max_yaw_deg": 35.0,
     "max_pitch_deg": 35.0,
     "min_face_px": 5.0,  # RMS size of the rigid face points; smaller faces give no usable eyes
@@ -73,30 +83,65 @@ def eye_openness(
     max_yaw_deg: float = 35.0,
     max_pitch_deg: float = 35.0,
     min_face_px: float = 5.0,
+    shut_ratio: float | None = 0.5,
+    max_blink_s: float = 0.9,
+    open_quantile: float = 0.9,
 ) -> np.ndarray:
     """Eye openness relative to the face's own open baseline.
 
     Args:
         points: ``(T, F, 478, 3)`` face-mesh landmarks in pixels (NaN where no face).
         fps: frame rate.
+        shut_ratio: frames in a run longer than ``max_blink_s`` whose EAR stays below this
+            fraction of the face's open level (its ``open_quantile`` of EAR over the clip)
+            are eyes kept shut, not judged (NaN). None: keep them.
 
     Returns:
         ``(T, F)`` float32, about 1 with eyes open and near 0 closed; NaN where the face is
-        absent, turned away or too small.
+        absent, turned away, too small, or its eyes are kept shut.
     """
+    return _openness(points, fps, baseline_s, max_yaw_deg, max_pitch_deg, min_face_px, shut_ratio, max_blink_s, open_quantile)[0]
+
+
+def _openness(
+    points: np.ndarray,
+    fps: float,
+    baseline_s: float,
+    max_yaw_deg: float,
+    max_pitch_deg: float,
+    min_face_px: float,
+    shut_ratio: float | None,
+    max_blink_s: float,
+    open_quantile: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`eye_openness` and ``(T, F)`` the depth (``1 - EAR / open level``) of eyes kept
+    shut, NaN elsewhere."""
     points = check_landmarks(points, "eye_openness points")
     ear = eye_aspect_ratio(points).mean(axis=-1)  # both eyes: a wink is no blink
     usable = is_frontal(points, max_yaw_deg, max_pitch_deg)
     with np.errstate(invalid="ignore"):
         usable &= face_size(points) >= min_face_px
     ear = np.where(usable, ear, np.nan).astype(np.float32)
+    kept_shut = np.zeros(ear.shape, bool)
+    depth = np.full(ear.shape, np.nan, np.float32)
+    if shut_ratio is not None:
+        open_level = quiet_nanquantile(ear, open_quantile, axis=0)  # (F,)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            relative = ear / open_level[None]
+            shut = relative < shut_ratio
+        for slot in range(ear.shape[1]):
+            for start, end in runs(shut[:, slot]):
+                if (end - start) / fps > max_blink_s:  # n frames: at least (n-1)/fps s
+                    kept_shut[start : end + 1, slot] = True
+        depth = np.where(kept_shut, 1.0 - relative, np.nan).astype(np.float32)
+        ear = np.where(kept_shut, np.nan, ear)
     window = frames_for(baseline_s, fps, minimum=3)
     baseline = rolling_nanmedian(ear, window, min_valid=max(2, window // 3))
     # Where the window sees too little of the face, the face's median over the whole clip.
     fallback = quiet_nanmedian(ear, axis=0)
     baseline = np.where(np.isfinite(baseline), baseline, fallback)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (ear / baseline).astype(np.float32)
+        return (ear / baseline).astype(np.float32), depth
 
 
 def find_blinks(
@@ -192,8 +237,9 @@ def blink_analysis(points: np.ndarray, fps: float, **config: Any) -> dict[str, A
     """
     cfg = {**DEFAULT_CONFIG, **config}
     alpha = 10.0 ** -cfg["threshold"]
-    openness = eye_openness(
-        points, fps, cfg["baseline_s"], cfg["max_yaw_deg"], cfg["max_pitch_deg"], cfg["min_face_px"]
+    openness, shut_depth = _openness(
+        points, fps, cfg["baseline_s"], cfg["max_yaw_deg"], cfg["max_pitch_deg"], cfg["min_face_px"],
+        cfg["shut_ratio"], cfg["max_blink_s"], cfg["open_quantile"],
     )
     # Blinks the frame rate lets us see: a thinned Poisson, i.e. the same model at a lower rate.
     seen_p = detection_probability(fps, cfg["closed_phase_s"])
@@ -208,6 +254,8 @@ def blink_analysis(points: np.ndarray, fps: float, **config: Any) -> dict[str, A
         blinks, closures = find_blinks(
             series, fps, cfg["closed_ratio"], cfg["open_ratio"], cfg["min_blink_s"], cfg["max_blink_s"]
         )
+        shut = shut_depth[:, slot]
+        closures = sorted(closures + [(s, e, float(np.max(shut[s : e + 1]))) for s, e in runs(np.isfinite(shut))])
         seconds = seen / fps
         p = prob_at_most(len(blinks), seconds, cfg["rate_shape"], scale)
         judged = seconds >= judge_s
@@ -217,6 +265,7 @@ def blink_analysis(points: np.ndarray, fps: float, **config: Any) -> dict[str, A
                 "blinks": blinks,
                 "closures": closures,
                 "face_seconds": seconds,
+                "eyes_shut_seconds": float(np.isfinite(shut).sum()) / fps,
                 "p_this_few": p,
                 "judged": judged,
                 "flagged": judged and p <= alpha,
@@ -241,7 +290,7 @@ class BlinkDetector(BaseDetector):
     failure_mode: ClassVar[str] = "missing blinks"
     requires: ClassVar[frozenset[str]] = frozenset({"face"})
     higher_is_worse: ClassVar[bool] = True
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     score_meaning: ClassVar[str] = (
         "-log10 of the probability that a real person blinks this few times or fewer in the "
         "frontal face time seen (max over faces; 1.3 = 5 %)"
@@ -301,6 +350,8 @@ class BlinkDetector(BaseDetector):
             # From the last frame seen open before to the first seen open after.
             "blink_durations_ms": [1000.0 * (e - s + 2) / video.fps for f in faces for s, e, _ in f["blinks"]],
             "long_closures": sum(len(f["closures"]) for f in faces),
+            # Eyes kept shut longer than a blink (not judged: not in face_seconds).
+            "eyes_shut_seconds": sum(f["eyes_shut_seconds"] for f in faces),
             "human_rate_range_per_minute": list(HUMAN_RATE_RANGE_PER_MIN),
         }
         return DetectorResult(

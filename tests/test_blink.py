@@ -12,7 +12,8 @@ from scipy.stats import nbinom
 
 from evalkit._types import FaceTrack
 from evalkit.datasets import faces
-from evalkit.datasets.face_eval import blink_matches, inputs_for
+from evalkit.datasets.face_eval import blink_matches, inputs_for, real_blink_counts, real_blink_labels
+from evalkit.datasets.footage import load_clip
 from evalkit.detectors.blink import (
     BlinkDetector,
     detection_probability,
@@ -111,6 +112,68 @@ def test_two_faces_and_a_face_leaving(carphone):
     assert result.stats["blink_count"] == 2
     assert result.stats["face_seconds"] == pytest.approx((len(frames) - 25) / fps)
     assert np.isnan(result.series[60:85]).all()
+
+
+@pytest.fixture(scope="module")
+def real_clips():
+    """The hand-labelled real clips at <= 360 px with their face tracks (meshes cached):
+    ``{file: (frames, fps, FaceTrack)}``."""
+    out = {}
+    for who, file in (("single_face", "single_face.mp4"), ("woman", "WolfgangLanger_Pexels.mp4")):
+        frames, fps, _ = faces.real_face(who)
+        out[file] = (frames, fps, faces.cached_face_track(frames, f"{who}_{faces.REAL_MAX_SIDE}"))
+    frames, fps = load_clip("face_noface.mov", max_side=faces.REAL_MAX_SIDE)
+    out["face_noface.mov"] = (frames, fps, faces.cached_face_track(frames, f"face_noface_{faces.REAL_MAX_SIDE}"))
+    return out
+
+
+def _score_real(real_clips, name):
+    frames, fps, track = real_clips[name]
+    return BlinkDetector().score(inputs_for(frames, fps, track, name))
+
+
+@pytest.mark.slow
+def test_real_man_blinks_once_and_his_face_leaves(real_clips):
+    labels = real_blink_labels()
+    for name in ("single_face.mp4", "face_noface.mov"):
+        result = _score_real(real_clips, name)
+        assert real_blink_counts(result, labels[name]) == (1, 0, 0) and result.stats["blink_count"] == 1, name
+        assert not result.flagged and result.stats["verdict"] == "too short to judge"
+    # face_noface: the face leaves after frame 71 (an animated title follows): not seen, not judged.
+    frames, fps, _ = real_clips["face_noface.mov"]
+    assert result.stats["face_seconds"] == pytest.approx(72 / fps, abs=1.5 / fps)
+    assert np.isnan(result.series[73:]).all() and len(frames) == 169
+
+
+@pytest.mark.slow
+def test_real_woman_crying_and_laughing(real_clips):
+    """Eyes shut for seconds while crying (a hand over one eye) and while laughing are not
+    blinks and not judged; her real blinks are found (one quick half-closure at 24 fps is
+    missed: its most closed frame reaches 0.64 of her open eye, above ``closed_ratio``)."""
+    label = real_blink_labels()["WolfgangLanger_Pexels.mp4"]
+    result = _score_real(real_clips, "WolfgangLanger_Pexels.mp4")
+    caught, missed, false = real_blink_counts(result, label)
+    assert false == 0 and caught >= 4 and result.stats["blink_count"] <= len(label["blinks"])
+    closures = [e for e in result.events if e.kind == "long_closure"]
+    for start, end in label["eyes_shut"]:
+        assert any(e.start <= start + 20 and e.end >= end - 3 for e in closures), (start, end)
+    assert result.stats["eyes_shut_seconds"] >= 6.0
+    assert result.stats["face_seconds"] == pytest.approx(472 / 23.976 - result.stats["eyes_shut_seconds"], abs=0.1)
+    assert result.stats["judged"] and not result.flagged and result.stats["verdict"] == "normal"
+
+
+def test_eyes_kept_shut_are_not_judged(carphone):
+    """Carphone's closed-eye frame held for 40 frames (1.3 s): a long closure, no blink, and
+    those frames leave the face time."""
+    landmarks, fps = carphone["track"].landmarks.copy(), carphone["fps"]
+    landmarks[60:100] = landmarks[42]
+    result = _score(carphone["frames"], fps, landmarks)
+    shut = [e for e in result.events if e.kind == "long_closure"]
+    assert len(shut) == 1 and shut[0].start <= 60 and shut[0].end >= 99
+    assert not any(e.kind == "blink" and e.end >= 60 for e in result.events)
+    assert result.stats["eyes_shut_seconds"] >= 40 / fps
+    kept = _score(carphone["frames"], fps, landmarks, shut_ratio=None)
+    assert kept.stats["face_seconds"] - result.stats["face_seconds"] == pytest.approx(result.stats["eyes_shut_seconds"])
 
 
 def test_no_face_is_skipped():
