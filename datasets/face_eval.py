@@ -236,7 +236,12 @@ def evaluate_expression() -> dict:
     out = {}
     variants = [n for n in reals if "whole clip" not in n]
     for label, s, r in (("bundled (in-sample)", bundled, real_bundled), ("leave-one-identity-out", loio, real_loio)):
-        for subset, names in (("all", warped), ("real identities", [n for n in warped if identity[n] in real_ids])):
+        subsets = (
+            ("all", warped),
+            ("real identities", [n for n in warped if identity[n] in real_ids]),
+            ("issue protocol: carphone + astronaut", [n for n in warped if identity[n] in ("carphone", "astronaut")]),
+        )
+        for subset, names in subsets:
             a, rho, within = _ranking({n: s[n] for n in names}, factor, identity)
             flags = {f: float(np.mean([s[n] > threshold for n in names if factor[n] == f])) for f in faces.FACTORS}
             fpr = float(np.mean([r[n] > threshold for n in variants]))
