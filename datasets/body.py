@@ -37,8 +37,12 @@ _SLEEVE = ((105.0, 265.0), (72.0, 420.0))  # a straight run of the real right sl
 _CANVAS = (1000, 800)  # rest canvas, photo pixels
 _PHOTO_AT = (244, 30)
 _CUT_ROW = 340  # photo rows kept above the helmet; the trunk below is this band stretched
-_BONES = (190.0, 165.0)  # rest upper-arm and forearm lengths, photo pixels
-_HALF_WIDTH = (30.0, 25.0)
+# Rest upper-arm and forearm lengths and half-widths, photo pixels: human proportions for this
+# head and torso. Version 1 of the rig (190, 165; 30, 25) had arms ~1.45x too long for the body:
+# MediaPipe read them at 65-75 % of their length (wrists 0.5-0.6 shoulder widths short on clean
+# dances), so a clean puppet was itself "stretched" and a further stretch did not show.
+_BONES = (130.0, 115.0)
+_HALF_WIDTH = (38.0, 32.0)
 _REST_OUT = 0.45  # rest angle of the arms from vertical, outward, radians
 _OUTWARD = {"left": -1.0, "right": 1.0}  # sign of an outward raise in image angle (y down)
 

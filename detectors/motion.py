@@ -9,12 +9,14 @@ or 30 fps and any resolution compare.
 Checks, each a per-frame, per-part severity where 1.0 sits at its threshold:
 
 - ``stretch``: a bone (upper arm, forearm, thigh, shin, neck) longer than its own reference
-  (its 60th percentile in the clip, at least a human proportion of the body size) by
+  (its 60th percentile in the clip, at least ``reference_floor`` x a human proportion) by
   ``stretch_ratio`` while its whole limb is longer than its own by ``chain_ratio``, held over
   ``stretch_hold_s``;
 - ``jump``: a limb bone's length changes in a step by ``jump_ratio`` (either way) and keeps its
   new length: medians over ``teleport_window_s`` before and after a frame, against the spread
-  inside them (a limb turning out of the image plane shortens gradually);
+  inside them (a limb turning out of the image plane shortens gradually); the whole limb must
+  step too (``jump_chain_share`` of the bone's step, in log), and the step must hold for
+  ``jump_persist_s``;
 - ``speed`` / ``accel``: a joint, relative to the shoulders, faster than ``max_speed`` body
   sizes/s or accelerating beyond ``max_accel`` sizes/s^2, over a ``baseline_s`` time step;
 - ``teleport``: a joint whose median position over ``teleport_window_s`` before and after a
@@ -86,11 +88,14 @@ DEFAULTS: dict[str, Any] = {
     "max_accel": 360.0,
     "teleport_window_s": 0.3,
     "teleport_step": 0.6,
-    "jump_ratio": 1.35,
+    "jump_ratio": 1.25,
+    "jump_persist_s": 0.1,
+    "jump_chain_share": 0.5,
+    "reference_floor": 0.7,
     "swap_gain": 0.6,
     "vis_low": 0.3,
     "vis_high": 0.8,
-    "dropout_min_s": 0.15,
+    "dropout_min_s": 0.25,
     "dropout_max_s": 1.5,
     "frame_margin": 0.03,
     "min_joint_angle_deg": 20.0,
@@ -295,7 +300,7 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
         for s in np.unique(seg[seg >= 0]):  # one reference per shot: a handful of segments
             vals = length[seg == s]
             if np.isfinite(vals).sum() >= sustain:
-                ref[seg == s] = max(float(np.nanpercentile(vals, 60)), nominal)
+                ref[seg == s] = max(float(np.nanpercentile(vals, 60)), o["reference_floor"] * nominal)
         return _rolling(length / ref, hold)
 
     hold = _frames(o["stretch_hold_s"], fps, 3) | 1
@@ -342,7 +347,17 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
         length = np.linalg.norm(xy[:, a] - xy[:, b], axis=-1) / size
         log_len = np.where(sure[:, a] & sure[:, b], np.log(np.maximum(length, 1e-3)), np.nan)
         step, spread = _jump(log_len[:, None], jump_win)
-        out["jump"][name] = np.where(jump_shot, step / (math.log(o["jump_ratio"]) + 3.0 * spread), np.nan)
+        sev = np.where(jump_shot, step / (math.log(o["jump_ratio"]) + 3.0 * spread), np.nan)
+        # the whole limb must step too (by a share of the bone's step in log): an elbow the model
+        # slides along the arm lengthens one bone and shortens the other, a stretched or detached
+        # bone lengthens the limb
+        root, hinge, tip = next(j for j in HINGES.values() if a in j and b in j)
+        chain = bone_len(root, hinge) + bone_len(hinge, tip)
+        log_chain = np.where(sure[:, root] & sure[:, hinge] & sure[:, tip], np.log(np.maximum(chain, 1e-3)), np.nan)
+        cstep, cspread = _jump(log_chain[:, None], jump_win)
+        chain_sev = cstep / (o["jump_chain_share"] * math.log(o["jump_ratio"]) + 3.0 * cspread)
+        sev = np.fmin(sev, np.where(jump_shot, chain_sev, np.nan))
+        out["jump"][name] = _rolling(sev, _frames(o["jump_persist_s"], fps) | 1)
 
     # swap: left and right exchange from one frame to the next (plain or mirrored)
     axis = xy[:, L_SHOULDER] - xy[:, R_SHOULDER]
@@ -433,7 +448,7 @@ class MotionDetector(BaseDetector):
     failure_mode: ClassVar[str] = "dance-motion breakage: stretched, detached, teleported or swapped limbs"
     requires: ClassVar[frozenset[str]] = frozenset({"pose"})
     higher_is_worse: ClassVar[bool] = True
-    version: ClassVar[str] = "3"
+    version: ClassVar[str] = "4"
     score_meaning: ClassVar[str] = (
         "Worst kinematic violation of the tracked person as a multiple of its threshold "
         "(bone stretch, bone-length jump, joint speed, jump-and-stay, left/right swap, limb dropout, joint angle); "
