@@ -27,7 +27,6 @@ The bundled reference's (in-sample) numbers are printed beside them.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -137,14 +136,6 @@ def evaluate_low_fps(detector: BlinkDetector) -> dict:
     return out
 
 
-BLINK_LABELS = Path(__file__).with_name("face_blink_labels.json")
-
-
-def real_blink_labels() -> dict:
-    """The hand labels of ``face_blink_labels.json``: ``{file: {blinks, ambiguous, eyes_shut, ...}}``."""
-    return json.loads(BLINK_LABELS.read_text())["clips"]
-
-
 def real_blink_counts(result, label: dict) -> tuple[int, int, int]:
     """``(caught, missed, false)`` of a blink result against a clip's hand labels; blinks on an
     ``ambiguous`` closure count neither way."""
@@ -159,7 +150,7 @@ def evaluate_real_blinks(detector: BlinkDetector) -> dict:
 
     out = {}
     print("\nBLINK  real clip (hand labels)     seconds  true  found  caught  missed  false  ambiguous  face s  eyes-shut s  verdict")
-    for name, label in real_blink_labels().items():
+    for name, label in faces.real_blink_labels().items():
         frames, fps = load_clip(name)
         result = detector.score(inputs_for(frames, fps, faces.cached_face_track(frames, Path(name).stem), name))
         caught, missed, false = real_blink_counts(result, label)

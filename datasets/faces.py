@@ -251,6 +251,14 @@ IDENTITIES = {
 REAL_MAX_SIDE = 360  # the demo's and curriculum's size; carphone (176 px) is kept as it is
 
 
+BLINK_LABELS = Path(__file__).with_name("face_blink_labels.json")
+
+
+def real_blink_labels() -> dict:
+    """The hand labels of ``face_blink_labels.json``: ``{file: {blinks, ambiguous, eyes_shut, ...}}``."""
+    return json.loads(BLINK_LABELS.read_text())["clips"]
+
+
 @lru_cache(maxsize=3)
 def real_face(identity: str) -> tuple[np.ndarray, float, np.ndarray]:
     """One identity's clip at <= ``REAL_MAX_SIDE`` px: ``(frames (T, H, W, 3), fps, landmarks (T, 478, 3) px)``."""
@@ -352,7 +360,7 @@ def demo_clips(severity: float, rng: np.random.Generator) -> list[DemoClip]:
     last = identity_segments("woman")[-1][1]
     # her hand-labelled blinks inside the laughing quarter, removed with probability severity too
     # (like face_talk's), so the checkpoint's pooled blink rate tells the same story
-    labels = json.loads((Path(__file__).with_name("face_blink_labels.json")).read_text())["clips"][IDENTITIES["woman"][0]]
+    labels = real_blink_labels()[IDENTITIES["woman"][0]]
     laugh_blinks = [(a - last.start, b - last.start) for a, b in labels["blinks"] if a >= last.start and b < last.stop]
     own = rng.spawn(1)[0]  # a child stream: the draws of the generators after this one stay as they were
     laugh_removed = tuple(b for b in laugh_blinks if own.random() < severity)

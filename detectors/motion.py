@@ -343,20 +343,21 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
     # frame to the next. Confident joints only: unsure ones wander (a person holding a camera)
     jump_win = _frames(o["teleport_window_s"], fps, 3)  # a spread needs three frames a side
     jump_shot = _same_segment(seg, jump_win) & _same_segment(seg, -(jump_win - 1))
-    for name, (a, b, _) in BONES.items():
-        length = np.linalg.norm(xy[:, a] - xy[:, b], axis=-1) / size
-        log_len = np.where(sure[:, a] & sure[:, b], np.log(np.maximum(length, 1e-3)), np.nan)
-        step, spread = _jump(log_len[:, None], jump_win)
-        sev = np.where(jump_shot, step / (math.log(o["jump_ratio"]) + 3.0 * spread), np.nan)
-        # the whole limb must step too (by a share of the bone's step in log): an elbow the model
-        # slides along the arm lengthens one bone and shortens the other, a stretched or detached
-        # bone lengthens the limb
-        root, hinge, tip = next(j for j in HINGES.values() if a in j and b in j)
+    # the whole limb must step too (by a share of the bone's step in log): an elbow the model
+    # slides along the arm lengthens one bone and shortens the other, a stretched or detached
+    # bone lengthens the limb. One step series per limb, shared by its two bones.
+    limb_sev = {}
+    for root, hinge, tip in HINGES.values():
         chain = bone_len(root, hinge) + bone_len(hinge, tip)
         log_chain = np.where(sure[:, root] & sure[:, hinge] & sure[:, tip], np.log(np.maximum(chain, 1e-3)), np.nan)
         cstep, cspread = _jump(log_chain[:, None], jump_win)
-        chain_sev = cstep / (o["jump_chain_share"] * math.log(o["jump_ratio"]) + 3.0 * cspread)
-        sev = np.fmin(sev, np.where(jump_shot, chain_sev, np.nan))
+        limb_sev[hinge] = np.where(jump_shot, cstep / (o["jump_chain_share"] * math.log(o["jump_ratio"]) + 3.0 * cspread), np.nan)
+    for name, (a, b, _) in BONES.items():
+        log_len = np.where(sure[:, a] & sure[:, b], np.log(np.maximum(bone_len(a, b), 1e-3)), np.nan)
+        step, spread = _jump(log_len[:, None], jump_win)
+        sev = np.where(jump_shot, step / (math.log(o["jump_ratio"]) + 3.0 * spread), np.nan)
+        hinge = next(j[1] for j in HINGES.values() if a in j and b in j)
+        sev = np.fmin(sev, limb_sev[hinge])
         out["jump"][name] = _rolling(sev, _frames(o["jump_persist_s"], fps) | 1)
 
     # swap: left and right exchange from one frame to the next (plain or mirrored)

@@ -12,7 +12,8 @@ from scipy.stats import nbinom
 
 from evalkit._types import FaceTrack
 from evalkit.datasets import faces
-from evalkit.datasets.face_eval import blink_matches, inputs_for, real_blink_counts, real_blink_labels
+from evalkit.datasets.face_eval import blink_matches, inputs_for, real_blink_counts
+from evalkit.datasets.faces import real_blink_labels
 from evalkit.datasets.footage import load_clip
 from evalkit.detectors.blink import (
     BlinkDetector,
