@@ -157,6 +157,25 @@ def test_teleported_arm_jumps_and_stays(fps):
     assert r.flagged and (_found(r, "teleport:right_wrist", a - 2, a + 2) or _found(r, "teleport:right_elbow", a - 2, a + 2)), r.events
 
 
+@pytest.mark.parametrize("fps", [8.0, 12.0, 24.0, 30.0])
+def test_fast_smooth_swing_is_not_a_teleport(fps):
+    """A wrist swung fast but smoothly (10 body sizes/s at its peak) moves more than the teleport
+    step inside the windows: levels (medians) before and after a frame would read a jump, lines
+    follow it."""
+    from evalkit.detectors.motion import _jump
+
+    lm = dancer(fps, seed=5)
+    t = np.arange(len(lm)) / fps
+    _rotate_arm(lm, 11, [13, 15, 17, 19, 21], slice(None), 0.9 * np.sin(2 * np.pi * 1.2 * t))
+    wrist = lm[:, 15, :2] * np.array([W, H]) / 100.0  # body sizes (shoulder width 100 px)
+    level_step, _ = _jump(wrist, max(3, int(round(0.3 * fps))))
+    assert np.nanmax(level_step) > 0.6  # what a level-based test would have called a jump
+    checks = motion_checks(lm, (W, H), fps)
+    assert np.nanmax(checks["teleport"]["left_wrist"]) < 1.0
+    r = run(lm, fps)
+    assert not r.flagged, (r.score, r.events[:3])
+
+
 def test_speed_beyond_human():
     fps = 30.0
     lm = dancer(fps)
@@ -399,3 +418,30 @@ def test_clips_shorter_than_the_windows(frames):
     score, series = motion_breakage(lm, (W, H), 8.0)
     assert series.shape == (frames,)
     assert not (np.isfinite(score) and score >= 1.0)
+
+
+def test_oracle_tracks_from_puppet_truth():
+    """``motion_eval --oracle``: the puppet's own keypoints with real-footage jitter, as a pose
+    track. The checks find stretched and detached forearms on it and leave clean dances alone."""
+    from evalkit.datasets import body
+    from evalkit.datasets.motion_eval import oracle_landmarks
+
+    rig = body.astronaut_rig()
+    fps = 12.0
+    flagged_clean, found = [], []
+    for seed in range(4):
+        for kind in (None, "stretch", "detach"):
+            frames, truth = body.make_clip(np.random.default_rng(seed), fps, 3.5, kind, 1.0, rig=rig)
+            lm = oracle_landmarks(truth, frames.shape[2:0:-1], 0.02, np.random.default_rng(seed))
+            assert lm.shape == (len(frames), 33, 4) and (lm[:, [0, 2, 5, 11, 12, 13, 14, 15, 16], 3] == 0.95).all()
+            w, h = frames.shape[2:0:-1]
+            video = Video(path="puppet.mp4", frames=torch.zeros((len(lm), 3, 2, 2), dtype=torch.uint8), fps=fps,
+                          frame_indices=np.arange(len(lm)), source_size=(w, h), source_fps=fps, content_hash="x")
+            r = MotionDetector().score(VideoInputs(video=video, pose=PoseTrack(lm, (w, h))))
+            assert np.isfinite(r.series).mean() > 0.9  # judged
+            if kind is None:
+                flagged_clean.append(r.flagged)
+            else:
+                found.append(localised(r, truth, fps))
+    assert not any(flagged_clean)
+    assert sum(found) >= 6, found  # of 8
