@@ -14,7 +14,8 @@ The puppet's rig changed in version 4 of the detector (human arm proportions; se
 version-4 work on an interim setting, ``fresh7`` (7000-7039) once with the final one; ``fresh8``
 (8000-8039) once each with version 4 and a rejected evidence-combining variant (docs/motion.md).
 Version 5 was tuned on ``tune``, ``tuneclean`` and ``tune2`` (20000-20249) only; ``fresh9``
-(9000-9039) and ``fresh10`` (10000-10039) were made for it and run once with its final settings.
+(9000-9039), ``fresh10`` (10000-10039) and ``fresh11`` (11000-11039) were made for it and run once
+with its final settings.
 ``fresh`` and ``fresh3`` are version 3's held-out seeds (on the old rig).
 ``--oracle SIGMA`` scores the puppets on their ground-truth keypoints plus jitter instead of on
 MediaPipe's tracks (:func:`oracle_landmarks`): what the checks find given a good pose track.
@@ -43,6 +44,7 @@ CACHE = Path(".cache/motion")
 SPLITS = {"tune": range(0, 60), "tuneclean": range(60, 100), "holdout": range(1000, 1032), "fresh": range(2000, 2040),
           "fresh3": range(4000, 4040), "fresh5": range(5000, 5040), "fresh6": range(6000, 6040), "fresh7": range(7000, 7040),
           "fresh8": range(8000, 8040), "fresh9": range(9000, 9040), "fresh10": range(10000, 10040),
+          "fresh11": range(11000, 11040),
           "tune2": range(20000, 20250)}
 CLEAN_ONLY = {"tuneclean"}  # more clean dances (negatives) to tune against: the tune split has 12
 FPS_CHOICES = (8.0, 12.0, 24.0, 30.0)
