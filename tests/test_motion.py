@@ -445,3 +445,22 @@ def test_oracle_tracks_from_puppet_truth():
                 found.append(localised(r, truth, fps))
     assert not any(flagged_clean)
     assert sum(found) >= 6, found  # of 8
+
+
+def test_line_fits_measure_a_step_on_a_moving_joint():
+    """``_jump_linear``: a joint moving at constant speed shows no step and no spread; the same
+    motion with a 1.0 jump at frame 20 shows a 1.0 step there, and a gap of missing frames is
+    bridged by the frames that remain."""
+    from evalkit.detectors.motion import _jump_linear
+
+    t = np.arange(40, dtype=float)
+    ramp = np.stack([0.05 * t, -0.02 * t], -1)
+    step, spread = _jump_linear(ramp, 5)
+    assert np.nanmax(step) < 1e-9 and np.nanmax(spread) < 1e-9
+    assert np.isnan(step[:3]).all()  # fewer than half of the window before the first frames
+    jumped = ramp.copy()
+    jumped[20:, 0] += 1.0
+    jumped[25:27] = np.nan
+    step, spread = _jump_linear(jumped, 5)
+    assert abs(step[20] - 1.0) < 1e-9 and spread[20] < 1e-9
+    assert np.nanargmax(step) == 20 and step[10] < 1e-9
