@@ -464,3 +464,28 @@ def test_line_fits_measure_a_step_on_a_moving_joint():
     step, spread = _jump_linear(jumped, 5)
     assert abs(step[20] - 1.0) < 1e-9 and spread[20] < 1e-9
     assert np.nanargmax(step) == 20 and step[10] < 1e-9
+
+
+def test_mask_study_sees_background_through_a_forearm():
+    """``motion_mask_study.forearm_mask_series`` on a drawn person mask: a solid forearm shows no
+    gap and the mask running on past the wrist; a forearm cut in the middle shows the gap."""
+    import cv2
+
+    from evalkit.datasets.motion_mask_study import forearm_mask_series
+
+    lm = np.full((2, 33, 4), 0.5, np.float32)
+    lm[:, :, 3] = 0.9
+    elbow, wrist = (100, 100), (200, 100)
+    lm[:, 13, :2], lm[:, 15, :2] = np.array(elbow) / (W, H), np.array(wrist) / (W, H)
+    masks = np.zeros((2, H, W), np.float16)
+    for t in range(2):
+        img = np.zeros((H, W), np.uint8)
+        cv2.line(img, elbow, (240, 100), 1, 20)  # forearm and hand
+        if t == 1:
+            img[:, 130:170] = 0  # cut through the forearm
+        masks[t] = img
+    gap, overrun = forearm_mask_series(lm, masks, "left")
+    assert gap[0] == 0.0 and 0.3 < gap[1] < 0.7, gap
+    assert 0.4 <= overrun[0] <= 0.6, overrun  # the hand: 40 px (+ the line's 10 px cap) past a 100 px forearm
+    lm[:, 16, 3] = 0.3  # an unsure wrist is not measured
+    assert np.isnan(forearm_mask_series(lm, masks, "right")[0]).all()

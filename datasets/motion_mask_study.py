@@ -1,0 +1,119 @@
+"""Study (not used by the detector): does MediaPipe's person mask show a detached forearm?
+
+    python -m evalkit.datasets.motion_mask_study [--seeds 0 60]
+
+For puppet clips (:mod:`evalkit.datasets.body`; stretch, detach and clean, seeds as in
+:mod:`evalkit.datasets.motion_eval`) it runs MediaPipe pose with ``enable_segmentation=True``
+(bundled model, offline) and measures per frame and arm, from the pose's own elbow E and wrist W
+(forearm length L):
+
+- ``gap``: the share of points on the forearm (0.15-0.85 of the way from E to W, +-0.08 L across)
+  where the mask is below 0.5: background showing through the forearm;
+- ``overrun``: how far past W, along the forearm, the mask goes on (in L).
+
+Per clip it prints, for the broken arm, the largest gap held over 2 frames inside and outside the
+broken range, and the median overrun inside and outside; for other arms the same over the clip.
+Motivation and results: docs/motion.md ("Next step: the person mask").
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from evalkit.datasets import body
+from evalkit.datasets.motion_eval import FPS_CHOICES
+
+ARMS = {"left": (13, 15), "right": (14, 16)}
+
+
+def _sample(mask: np.ndarray, p: np.ndarray) -> np.ndarray:
+    h, w = mask.shape
+    x = np.clip(np.round(p[..., 0]).astype(int), 0, w - 1)
+    y = np.clip(np.round(p[..., 1]).astype(int), 0, h - 1)
+    return mask[y, x].astype(float)
+
+
+def pose_and_masks(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe pose ``(T, 33, 4)`` (NaN where no person) and person masks ``(T, H, W)`` float16."""
+    import mediapipe as mp
+
+    lms, masks = [], []
+    with mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, enable_segmentation=True,
+                                smooth_landmarks=False, smooth_segmentation=False) as pose:
+        for frame in frames:  # MediaPipe's graph takes one frame at a time
+            r = pose.process(np.ascontiguousarray(frame))
+            if r.pose_landmarks is None:
+                lms.append(np.full((33, 4), np.nan))
+                masks.append(np.zeros(frame.shape[:2], np.float16))
+                continue
+            lms.append(np.array([[p.x, p.y, p.z, p.visibility] for p in r.pose_landmarks.landmark]))
+            masks.append(r.segmentation_mask.astype(np.float16))
+    return np.stack(lms), np.stack(masks)
+
+
+def forearm_mask_series(landmarks: np.ndarray, masks: np.ndarray, side: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(gap (T,), overrun (T,))`` for one arm, NaN where the elbow or wrist is unsure (< 0.6)."""
+    t_len, h, w = masks.shape
+    e, wr = ARMS[side]
+    gap, overrun = np.full(t_len, np.nan), np.full(t_len, np.nan)
+    along, past = np.arange(0.15, 0.86, 0.05), np.arange(0.0, 2.0, 0.05)
+    for t in range(t_len):  # a handful of mask samples per frame
+        if not np.isfinite(landmarks[t, 0, 0]) or min(landmarks[t, e, 3], landmarks[t, wr, 3]) < 0.6:
+            continue
+        elbow, wrist = landmarks[t, e, :2] * [w, h], landmarks[t, wr, :2] * [w, h]
+        length = float(np.linalg.norm(wrist - elbow))
+        if length < 5.0:
+            continue
+        d = (wrist - elbow) / length
+        n = np.array([-d[1], d[0]])
+        core = np.max([_sample(masks[t], elbow + (along[:, None] * length) * d + o * length * n) for o in (-0.08, 0.0, 0.08)], 0)
+        gap[t] = float((core < 0.5).mean())
+        prof = np.max([_sample(masks[t], wrist + (past[:, None] * length) * d + o * length * n) for o in (-0.1, 0.0, 0.1)], 0)
+        below = np.flatnonzero(prof < 0.5)
+        overrun[t] = past[below[0]] if below.size else past[-1] + 0.05
+    return gap, overrun
+
+
+def _held(x: np.ndarray, k: int = 2) -> float:
+    x = np.nan_to_num(x, nan=0.0)
+    return max((float(x[i : i + k].min()) for i in range(len(x) - k + 1)), default=0.0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs=2, default=(0, 60), help="seed range [from, to)")
+    args = parser.parse_args(argv)
+    rig = body.astronaut_rig()
+    gaps: dict[str, list[float]] = {"detach (broken arm, in range)": [], "everything else": []}
+    for seed in range(*args.seeds):
+        kind = None if seed % 5 == 4 else body.BREAK_KINDS[seed % 5 % 4]
+        if kind not in (None, "stretch", "detach"):
+            continue
+        fps = float(FPS_CHOICES[(seed // 5) % 4])
+        frames, truth = body.make_clip(np.random.default_rng(seed), fps, 3.5, kind, 1.0, rig=rig)
+        landmarks, masks = pose_and_masks(frames)
+        brk = truth["breaks"][0] if truth["breaks"] else None
+        parts = []
+        for side in ARMS:
+            gap, overrun = forearm_mask_series(landmarks, masks, side)
+            if brk and brk["part"].startswith(side):
+                inside = np.zeros(len(gap), bool)
+                inside[brk["start"] : brk["end"] + 1] = True
+                g_in, g_out = _held(np.where(inside, gap, 0.0)), _held(np.where(~inside, gap, 0.0))
+                parts.append(f"{side}* gap in {g_in:.2f} out {g_out:.2f}, overrun in "
+                             f"{np.nanmedian(np.where(inside, overrun, np.nan)):.2f} out {np.nanmedian(np.where(~inside, overrun, np.nan)):.2f}")
+                (gaps["detach (broken arm, in range)"] if kind == "detach" else gaps["everything else"]).append(g_in)
+                gaps["everything else"].append(g_out)
+            else:
+                parts.append(f"{side} gap {_held(gap):.2f}, overrun {np.nanmedian(overrun):.2f}")
+                gaps["everything else"].append(_held(gap))
+        print(f"puppet{seed}/{kind or 'clean'}/{fps:.0f}fps {brk['part'] if brk else ''}: " + " | ".join(parts), flush=True)
+    for name, values in gaps.items():
+        v = np.array(values)
+        print(f"{name}: {int((v > 0.2).sum())} of {v.size} arms with a gap > 0.2 held over 2 frames")
+
+
+if __name__ == "__main__":
+    main()
