@@ -325,7 +325,7 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
     mid = 0.5 * (xy[:, L_SHOULDER] + xy[:, R_SHOULDER])
     rel = (xy - mid[:, None]) / size[:, None, None]  # (T, 33, 2) body frame, in sizes
 
-    # Length, speed and jump checks need confident joints: limbs the model is unsure of (out of
+    # Length checks (stretch, jump) need confident joints: limbs the model is unsure of (out of
     # shot, under clothes, arms folded up to a camera) wander at visibilities under vis_high
     vis_smooth = _rolling(np.nan_to_num(landmarks[..., 3], nan=0.0), despike)
     sure = visible & (vis_smooth >= o["vis_high"])
