@@ -249,9 +249,7 @@ IDENTITIES = {
     "single_face": ("single_face.mp4", 1),  # a man talking and smiling, 2.4 s
 }
 REAL_MAX_SIDE = 360  # the demo's and curriculum's size; carphone (176 px) is kept as it is
-
-
-BLINK_LABELS = Path(__file__).with_name("face_blink_labels.json")
+BLINK_LABELS = Path(__file__).with_name("face_blink_labels.json")  # hand labels of the real clips
 
 
 def real_blink_labels() -> dict:

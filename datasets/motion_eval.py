@@ -217,16 +217,18 @@ def evaluate(split: str, detector: MotionDetector | None = None, show_jitter: bo
         if oracle is None:
             lm = cached_pose(frames, name.split("/")[0] + f"_{split}")
         else:
-            lm = oracle_landmarks(truth, frames.shape[2:0:-1], oracle, np.random.default_rng(int(name[6:].split("/")[0])))
+            seed = int(name.split("/")[0].removeprefix("puppet"))
+            lm = oracle_landmarks(truth, frames.shape[2:0:-1], oracle, np.random.default_rng(seed))
         r = _score(detector, frames, fps, lm)
         if r.is_skipped:
             rows.append(f"  {name:32s} skipped: {r.stats['skipped']}")
-            (pos_scores if truth["breaks"] else neg_scores).append(0.0)
-            if not truth["breaks"]:
-                puppet_neg.append(0.0)
             if truth["breaks"]:
+                pos_scores.append(0.0)
                 hits.append(False)
                 kinds.append((truth["breaks"][0]["kind"], False))
+            else:
+                neg_scores.append(0.0)
+                puppet_neg.append(0.0)
             skipped += 1
             continue
         err = np.nanmedian(body.tracking_error(lm, truth, frames.shape[2:0:-1]), axis=0)

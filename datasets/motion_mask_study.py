@@ -2,10 +2,9 @@
 
     python -m evalkit.datasets.motion_mask_study [--seeds 0 60]
 
-For puppet clips (:mod:`evalkit.datasets.body`; stretch, detach and clean, seeds as in
-:mod:`evalkit.datasets.motion_eval`) it runs MediaPipe pose with ``enable_segmentation=True``
-(bundled model, offline) and measures per frame and arm, from the pose's own elbow E and wrist W
-(forearm length L):
+For puppet clips (:func:`evalkit.datasets.motion_eval.puppet_clips`: stretch, detach and clean)
+it runs MediaPipe pose with ``enable_segmentation=True`` (bundled model, offline) and measures per
+frame and arm, from the pose's own elbow E and wrist W (forearm length L):
 
 - ``gap``: the share of points on the forearm (0.15-0.85 of the way from E to W, +-0.08 L across)
   where the mask is below 0.5: background showing through the forearm;
@@ -22,17 +21,9 @@ import argparse
 
 import numpy as np
 
-from evalkit.datasets import body
-from evalkit.datasets.motion_eval import FPS_CHOICES
+from evalkit.datasets.motion_eval import puppet_clips
 
 ARMS = {"left": (13, 15), "right": (14, 16)}
-
-
-def _sample(mask: np.ndarray, p: np.ndarray) -> np.ndarray:
-    h, w = mask.shape
-    x = np.clip(np.round(p[..., 0]).astype(int), 0, w - 1)
-    y = np.clip(np.round(p[..., 1]).astype(int), 0, h - 1)
-    return mask[y, x].astype(float)
 
 
 def pose_and_masks(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,23 +48,26 @@ def forearm_mask_series(landmarks: np.ndarray, masks: np.ndarray, side: str) -> 
     """``(gap (T,), overrun (T,))`` for one arm, NaN where the elbow or wrist is unsure (< 0.6)."""
     t_len, h, w = masks.shape
     e, wr = ARMS[side]
-    gap, overrun = np.full(t_len, np.nan), np.full(t_len, np.nan)
-    along, past = np.arange(0.15, 0.86, 0.05), np.arange(0.0, 2.0, 0.05)
-    for t in range(t_len):  # a handful of mask samples per frame
-        if not np.isfinite(landmarks[t, 0, 0]) or min(landmarks[t, e, 3], landmarks[t, wr, 3]) < 0.6:
-            continue
-        elbow, wrist = landmarks[t, e, :2] * [w, h], landmarks[t, wr, :2] * [w, h]
-        length = float(np.linalg.norm(wrist - elbow))
-        if length < 5.0:
-            continue
-        d = (wrist - elbow) / length
-        n = np.array([-d[1], d[0]])
-        core = np.max([_sample(masks[t], elbow + (along[:, None] * length) * d + o * length * n) for o in (-0.08, 0.0, 0.08)], 0)
-        gap[t] = float((core < 0.5).mean())
-        prof = np.max([_sample(masks[t], wrist + (past[:, None] * length) * d + o * length * n) for o in (-0.1, 0.0, 0.1)], 0)
-        below = np.flatnonzero(prof < 0.5)
-        overrun[t] = past[below[0]] if below.size else past[-1] + 0.05
-    return gap, overrun
+    elbow, wrist = landmarks[:, e, :2] * [w, h], landmarks[:, wr, :2] * [w, h]  # (T, 2) px
+    length = np.linalg.norm(wrist - elbow, axis=-1)
+    ok = (np.minimum(landmarks[:, e, 3], landmarks[:, wr, 3]) >= 0.6) & (length >= 5.0)  # NaN compares False
+    d = (wrist - elbow) / np.where(ok, length, 1.0)[:, None]
+    n = np.stack([-d[:, 1], d[:, 0]], -1)
+    frames = np.arange(t_len)[:, None, None]
+
+    def mask_at(origin: np.ndarray, along: np.ndarray, across: tuple[float, ...]) -> np.ndarray:
+        """``(T, S)``: the mask's largest value over the ``across`` offsets at ``origin + along * L * d``."""
+        pts = (origin[:, None, None] + (along[None, :, None] * length[:, None, None])[..., None] * d[:, None, None]
+               + (np.array(across)[None, None, :] * length[:, None, None])[..., None] * n[:, None, None])  # (T, S, K, 2)
+        x = np.clip(np.round(np.nan_to_num(pts[..., 0])).astype(int), 0, w - 1)
+        y = np.clip(np.round(np.nan_to_num(pts[..., 1])).astype(int), 0, h - 1)
+        return masks[frames, y, x].astype(float).max(-1)
+
+    past = np.arange(0.0, 2.0, 0.05)
+    gap = (mask_at(elbow, np.arange(0.15, 0.86, 0.05), (-0.08, 0.0, 0.08)) < 0.5).mean(-1)
+    beyond = mask_at(wrist, past, (-0.1, 0.0, 0.1)) < 0.5
+    overrun = np.where(beyond.any(-1), past[beyond.argmax(-1)], past[-1] + 0.05)
+    return np.where(ok, gap, np.nan), np.where(ok, overrun, np.nan)
 
 
 def _held(x: np.ndarray, k: int = 2) -> float:
@@ -85,14 +79,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs=2, default=(0, 60), help="seed range [from, to)")
     args = parser.parse_args(argv)
-    rig = body.astronaut_rig()
     gaps: dict[str, list[float]] = {"detach (broken arm, in range)": [], "everything else": []}
-    for seed in range(*args.seeds):
-        kind = None if seed % 5 == 4 else body.BREAK_KINDS[seed % 5 % 4]
+    for name, frames, _, truth in puppet_clips(range(*args.seeds)):
+        kind = truth["breaks"][0]["kind"] if truth["breaks"] else None
         if kind not in (None, "stretch", "detach"):
             continue
-        fps = float(FPS_CHOICES[(seed // 5) % 4])
-        frames, truth = body.make_clip(np.random.default_rng(seed), fps, 3.5, kind, 1.0, rig=rig)
         landmarks, masks = pose_and_masks(frames)
         brk = truth["breaks"][0] if truth["breaks"] else None
         parts = []
@@ -109,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 parts.append(f"{side} gap {_held(gap):.2f}, overrun {np.nanmedian(overrun):.2f}")
                 gaps["everything else"].append(_held(gap))
-        print(f"puppet{seed}/{kind or 'clean'}/{fps:.0f}fps {brk['part'] if brk else ''}: " + " | ".join(parts), flush=True)
+        print(f"{name} {brk['part'] if brk else ''}: " + " | ".join(parts), flush=True)
     for name, values in gaps.items():
         v = np.array(values)
         print(f"{name}: {int((v > 0.2).sum())} of {v.size} arms with a gap > 0.2 held over 2 frames")

@@ -140,21 +140,30 @@ def _shift(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def _windows(values: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``win`` frames before and from each frame of ``values`` ``(T, D)``: ``(before, after)``
+    ``(T, D, win)`` (NaN outside the track) and ``(T,)`` whether both hold at least half their
+    frames, and two: one frame is no evidence of a level or a line."""
+    t = len(values)
+    pad = np.full((win, values.shape[1]), np.nan)
+    before = sliding_window_view(np.concatenate([pad, values[:-1]]), win, axis=0)[:t]
+    after = sliding_window_view(np.concatenate([values, pad[:-1]]), win, axis=0)
+    counts = [np.isfinite(w[:, 0]).sum(-1) for w in (before, after)]
+    enough = np.logical_and.reduce([(c * 2 >= win) & (c >= 2) for c in counts])
+    return before, after, enough
+
+
 def _jump(values: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray]:
     """How far ``values`` ``(T, D)`` (NaN where unknown) jump at each frame and stay: the distance
     between the medians of the ``win`` frames before and from ``t``, and the spread (median
     distance to their own median, both windows summed) inside them. NaN where either window
     holds fewer than half its frames: a median of one or two frames is no evidence of a level."""
-    t = len(values)
-    pad = np.full((win, values.shape[1]), np.nan)
-    before = sliding_window_view(np.concatenate([pad, values[:-1]]), win, axis=0)[:t]  # (T, D, win)
-    after = sliding_window_view(np.concatenate([values, pad[:-1]]), win, axis=0)
+    before, after, enough = _windows(values, win)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mb, ma = np.nanmedian(before, -1), np.nanmedian(after, -1)
         spread = np.nanmedian(np.linalg.norm(before - mb[..., None], axis=1), -1) + np.nanmedian(
             np.linalg.norm(after - ma[..., None], axis=1), -1)
-    enough = (np.isfinite(before[:, 0]).sum(-1) * 2 >= win) & (np.isfinite(after[:, 0]).sum(-1) * 2 >= win)
     step = np.linalg.norm(ma - mb, axis=-1)
     return np.where(enough, step, np.nan), np.where(enough, spread, np.nan)
 
@@ -164,18 +173,13 @@ def _jump_linear(values: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray]:
     instead of a level: the step is the distance between the two lines at the boundary
     (``t - 0.5``), the spread the summed median distance of each window's frames to its line.
     Smooth motion inside the windows is explained by the lines, not counted as spread."""
-    t = len(values)
-    pad = np.full((win, values.shape[1]), np.nan)
-    before = sliding_window_view(np.concatenate([pad, values[:-1]]), win, axis=0)[:t]  # (T, D, win)
-    after = sliding_window_view(np.concatenate([values, pad[:-1]]), win, axis=0)
-    xb = np.arange(win, dtype=float) - win + 0.5  # frame times relative to the boundary t - 0.5
-    xa = np.arange(win, dtype=float) + 0.5
+    before, after, enough = _windows(values, win)
 
     def fit(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        w = np.isfinite(y).all(1, keepdims=True).astype(float)  # (T, 1, win)
+        known = np.isfinite(y).all(1, keepdims=True).astype(float)  # (T, 1, win)
         yy = np.nan_to_num(y)
-        s0, s1, s2 = w.sum(-1), (w * x).sum(-1), (w * x * x).sum(-1)
-        sy, sxy = (w * yy).sum(-1), (w * x * yy).sum(-1)
+        s0, s1, s2 = known.sum(-1), (known * x).sum(-1), (known * x * x).sum(-1)
+        sy, sxy = (known * yy).sum(-1), (known * x * yy).sum(-1)
         den = s0 * s2 - s1 * s1
         slope = np.where(den > 1e-9, (s0 * sxy - s1 * sy) / np.where(den > 1e-9, den, 1.0), 0.0)
         icpt = (sy - slope * s1) / np.maximum(s0, 1e-9)  # value at x = 0: the boundary
@@ -184,10 +188,9 @@ def _jump_linear(values: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray]:
             warnings.simplefilter("ignore", RuntimeWarning)
             return icpt, np.nanmedian(res, -1)
 
-    ib, rb = fit(before, xb)
-    ia, ra = fit(after, xa)
-    enough = (np.isfinite(before[:, 0]).sum(-1) * 2 >= win) & (np.isfinite(after[:, 0]).sum(-1) * 2 >= win)
-    enough &= (np.isfinite(before[:, 0]).sum(-1) >= 2) & (np.isfinite(after[:, 0]).sum(-1) >= 2)
+    frame_times = np.arange(win, dtype=float)
+    ib, rb = fit(before, frame_times - win + 0.5)  # frame times relative to the boundary t - 0.5
+    ia, ra = fit(after, frame_times + 0.5)
     step = np.linalg.norm(ia - ib, axis=-1)
     return np.where(enough, step, np.nan), np.where(enough, rb + ra, np.nan)
 
