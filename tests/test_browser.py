@@ -164,10 +164,16 @@ def test_review_notebook_in_jupyterlab(lab: dict) -> None:
 
             compare = page.locator(".evk").nth(1)  # side by side: Space plays all panels in step
             compare.locator(".evk-header").click()
+            state = lambda: compare.locator("video").evaluate_all("vs => vs.map(v => [v.currentTime, v.paused])")  # noqa: E731
             page.keyboard.press("Space")
-            page.wait_for_timeout(1200)
+            deadline = time.monotonic() + 15  # playing: wait on the videos, not a fixed time (a loaded machine starts slowly)
+            while min(t for t, _ in state()) < 0.3 and time.monotonic() < deadline:
+                page.wait_for_timeout(100)
             page.keyboard.press("Space")
-            times = compare.locator("video").evaluate_all("vs => vs.map(v => [v.currentTime, v.paused])")
+            deadline = time.monotonic() + 5
+            while not all(paused for _, paused in state()) and time.monotonic() < deadline:
+                page.wait_for_timeout(100)
+            times = state()
             assert len(times) == 3 and all(paused for _, paused in times)
             assert times[0][0] > 0.2 and max(t for t, _ in times) - min(t for t, _ in times) < 0.1
             compare.scroll_into_view_if_needed()
