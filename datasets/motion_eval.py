@@ -44,7 +44,8 @@ CACHE = Path(".cache/motion")
 SPLITS = {"tune": range(0, 60), "tuneclean": range(60, 100), "holdout": range(1000, 1032), "fresh": range(2000, 2040),
           "fresh3": range(4000, 4040), "fresh5": range(5000, 5040), "fresh6": range(6000, 6040), "fresh7": range(7000, 7040),
           "fresh8": range(8000, 8040), "fresh9": range(9000, 9040), "fresh10": range(10000, 10040),
-          "fresh11": range(11000, 11040),
+          "fresh11": range(11000, 11040), "fresh12": range(12000, 12040), "fresh13": range(13000, 13040),
+          "fresh14": range(14000, 14040),
           "tune2": range(20000, 20250)}
 CLEAN_ONLY = {"tuneclean"}  # more clean dances (negatives) to tune against: the tune split has 12
 FPS_CHOICES = (8.0, 12.0, 24.0, 30.0)

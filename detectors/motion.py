@@ -22,8 +22,11 @@ Checks, each a per-frame, per-part severity where 1.0 sits at its threshold:
 - ``teleport``: a joint whose path over ``teleport_window_s`` before and after a frame, each
   fitted by a straight line, disagrees at the frame by ``teleport_step`` sizes plus
   ``teleport_spread`` x how far the joint strays from those lines (it jumps, then moves on);
-- ``swap``: left and right limbs exchange places (plainly or mirrored about the body axis) from
-  one frame to the next;
+- ``swap``: left and right limbs exchange places (plainly or mirrored about the body axis) and
+  keep the exchange: each joint's straight line over the ``swap_window_s`` before a frame, carried
+  over the next ``min_duration_s``, explains where both sides are by ``swap_gain`` sizes better
+  with the labels crossed than kept (in the body's own frame, so a mirror is exact whatever the
+  shoulders' tilt); a flip shorter than ``min_duration_s`` is the pose model's and is dropped;
 - ``dropout``: a limb vanishes (visibility < ``vis_low``) for ``dropout_min_s``..``dropout_max_s``
   while the shoulders stay visible and the limb was and is again visible inside the frame;
 - ``angle``: an elbow or knee folded tighter than the human range (3-D interior angle below
@@ -96,7 +99,9 @@ DEFAULTS: dict[str, Any] = {
     "jump_persist_s": 0.1,
     "jump_chain_share": 0.5,
     "reference_floor": 0.7,
-    "swap_gain": 0.6,
+    "swap_gain": 0.4,
+    "swap_window_s": 0.1,
+    "swap_axis_s": 0.1,
     "vis_low": 0.3,
     "vis_high": 0.8,
     "vis_track": 0.6,
@@ -168,29 +173,54 @@ def _jump(values: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray]:
     return np.where(enough, step, np.nan), np.where(enough, spread, np.nan)
 
 
-def _jump_linear(values: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray]:
-    """Like :func:`_jump`, but each window is a straight line (least squares over its known frames)
-    instead of a level: the step is the distance between the two lines at the boundary
-    (``t - 0.5``), the spread the summed median distance of each window's frames to its line.
-    Smooth motion inside the windows is explained by the lines, not counted as spread."""
+def _fit_line(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares line through windows ``y`` ``(T, D, win)`` (NaN: unknown frames) at frame times
+    ``x`` ``(win,)``: value at ``x = 0`` ``(T, D)``, slope per frame ``(T, D)`` and the median
+    distance of the window's known frames to the line ``(T,)``."""
+    known = np.isfinite(y).all(1, keepdims=True).astype(float)  # (T, 1, win)
+    yy = np.nan_to_num(y)
+    s0, s1, s2 = known.sum(-1), (known * x).sum(-1), (known * x * x).sum(-1)
+    sy, sxy = (known * yy).sum(-1), (known * x * yy).sum(-1)
+    den = s0 * s2 - s1 * s1
+    slope = np.where(den > 1e-9, (s0 * sxy - s1 * sy) / np.where(den > 1e-9, den, 1.0), 0.0)
+    icpt = (sy - slope * s1) / np.maximum(s0, 1e-9)
+    res = np.linalg.norm(y - (icpt[..., None] + slope[..., None] * x), axis=1)  # (T, win)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return icpt, slope, np.nanmedian(res, -1)
+
+
+def _line_ends(values: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Straight lines (:func:`_fit_line`) through the ``win`` frames before and from each frame of
+    ``values`` ``(T, D)``: where each line reaches the boundary ``t - 0.5``, ``(before, after)``
+    ``(T, D)``, the median distance of each window's frames to its line ``(before, after)`` ``(T,)``,
+    and ``(T,)`` whether both windows hold enough frames (:func:`_windows`)."""
     before, after, enough = _windows(values, win)
-
-    def fit(y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        known = np.isfinite(y).all(1, keepdims=True).astype(float)  # (T, 1, win)
-        yy = np.nan_to_num(y)
-        s0, s1, s2 = known.sum(-1), (known * x).sum(-1), (known * x * x).sum(-1)
-        sy, sxy = (known * yy).sum(-1), (known * x * yy).sum(-1)
-        den = s0 * s2 - s1 * s1
-        slope = np.where(den > 1e-9, (s0 * sxy - s1 * sy) / np.where(den > 1e-9, den, 1.0), 0.0)
-        icpt = (sy - slope * s1) / np.maximum(s0, 1e-9)  # value at x = 0: the boundary
-        res = np.linalg.norm(y - (icpt[..., None] + slope[..., None] * x), axis=1)  # (T, win)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return icpt, np.nanmedian(res, -1)
-
     frame_times = np.arange(win, dtype=float)
-    ib, rb = fit(before, frame_times - win + 0.5)  # frame times relative to the boundary t - 0.5
-    ia, ra = fit(after, frame_times + 0.5)
+    ib, _, rb = _fit_line(before, frame_times - win + 0.5)  # frame times relative to the boundary t - 0.5
+    ia, _, ra = _fit_line(after, frame_times + 0.5)
+    return ib, ia, rb, ra, enough
+
+
+def _line_ahead(values: np.ndarray, win: int, ahead: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the straight line through the ``win`` frames before each frame ``t`` of ``values``
+    ``(T, D)`` puts frames ``t .. t + ahead - 1``: ``(T, ahead, D)``, and ``(T,)`` whether the
+    window held enough frames (half, and two)."""
+    t = len(values)
+    pad = np.full((win, values.shape[1]), np.nan)
+    before = sliding_window_view(np.concatenate([pad, values[:-1]]), win, axis=0)[:t]
+    count = np.isfinite(before[:, 0]).sum(-1)
+    icpt, slope, _ = _fit_line(before, np.arange(win, dtype=float) - win)  # x = 0 at frame t
+    pred = icpt[:, None] + slope[:, None] * np.arange(ahead, dtype=float)[None, :, None]
+    return pred, (count * 2 >= win) & (count >= 2)
+
+
+def _jump_linear(values: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`_jump`, but each window is a straight line (:func:`_line_ends`) instead of a
+    level: the step is the distance between the two lines at the boundary (``t - 0.5``), the spread
+    the summed median distance of each window's frames to its line. Smooth motion inside the
+    windows is explained by the lines, not counted as spread."""
+    ib, ia, rb, ra, enough = _line_ends(values, win)
     step = np.linalg.norm(ia - ib, axis=-1)
     return np.where(enough, step, np.nan), np.where(enough, rb + ra, np.nan)
 
@@ -410,19 +440,78 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
         sev = np.fmin(sev, limb_sev[hinge])
         out["jump"][name] = _rolling(sev, _frames(o["jump_persist_s"], fps) | 1)
 
-    # swap: left and right exchange from one frame to the next (plain or mirrored)
-    axis = xy[:, L_SHOULDER] - xy[:, R_SHOULDER]
+    # swap: left and right exchange (plainly, or mirrored about the body axis) and keep the exchange.
+    # Each joint's straight line over the frames before t, carried over the next min_duration_s,
+    # against where the joints are then, with the labels kept and crossed: an exchange is both
+    # sides sitting where the other side's line goes. Lines, not the frame before: a dancer's arms
+    # move between frames at 8-12 fps as far as a swap moves them. In the body's own frame (u along
+    # the shoulders, v across them) a body mirrored by the image or about its own axis has u negated
+    # and v kept, whatever the tilt of the shoulders. Positions before the running median, which
+    # mixes the frames on both sides of the exchange.
+    raw = np.where(visible[..., None], points[..., :2], np.nan)
+    axis = raw[:, L_SHOULDER] - raw[:, R_SHOULDER]
     axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-6)
-    mirror = lambda q: q - 2 * np.sum(q * axis[:, None], -1, keepdims=True) * axis[:, None]  # noqa: E731
+    axis = _rolling(axis, _frames(o["swap_axis_s"], fps, 3) | 1)  # the shoulders' own jitter turns the frame
+    axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-6)
+    across = np.stack([-axis[:, 1], axis[:, 0]], -1)
+    def body_frame(q: np.ndarray) -> np.ndarray:  # (T, 33, 2) pixels -> (T, 33, 2) (u, v) in sizes
+        q = (q - 0.5 * (q[:, L_SHOULDER] + q[:, R_SHOULDER])[:, None]) / size[:, None, None]
+        return np.stack([np.sum(q * axis[:, None], -1), np.sum(q * across[:, None], -1)], -1)
+
+    in_body = body_frame(raw)
+    swap_win = _frames(o["swap_window_s"], fps, 2)
+    swap_hold = _frames(o["min_duration_s"], fps, 2)
+    swap_shot = _same_segment(seg, swap_win) & _same_segment(seg, -(swap_hold - 1))
     for name, (jl, jl2) in LIMBS.items():
         left, right = [jl, jl2], [jl + 1, jl2 + 1]
-        pl, pr = rel[:, left], rel[:, right]
-        ql, qr = _shift(pl, 1), _shift(pr, 1)
-        dist = lambda a, b: np.linalg.norm(a - b, axis=-1).sum(-1)  # noqa: E731
-        straight = dist(pl, ql) + dist(pr, qr)
-        crossed = np.minimum(dist(pl, qr) + dist(pr, ql), dist(pl, _shift(mirror(pr), 1)) + dist(pr, _shift(mirror(pl), 1)))
-        ok = visible[:, left + right].all(-1) & _shift(visible[:, left + right].all(-1).astype(float), 1).astype(bool)
-        out["swap"][name] = np.where(ok & _same_segment(seg, 1), (straight - crossed) / (2 * o["swap_gain"]), np.nan)
+        ok = tracked[:, left + right].all(-1)
+        # a run of frames shorter than min_duration_s whose labels are crossed against the frames
+        # on both sides of it is the pose model's own flip (real footage has them): those frames
+        # are not used, neither as history nor as a swap
+        q = in_body[:, left + right]
+        glitch = np.zeros(len(q), bool)
+        for n in range(1, swap_hold):
+            lo_q, hi_q = _shift(q, 1), _shift(q, -n)  # the frames just before and just after a run from t
+            kept, crossed_run = np.zeros(len(q)), np.zeros(len(q))
+            for i in range(n):  # frame t + i of the run against the line between its two sides
+                seen_i, ref = _shift(q, -i), lo_q + (i + 1) / (n + 1) * (hi_q - lo_q)
+                kept = kept + np.linalg.norm(seen_i - ref, axis=-1).sum(-1)
+                crossed_run = crossed_run + np.minimum(
+                    np.linalg.norm(seen_i - ref[:, [2, 3, 0, 1]], axis=-1).sum(-1),
+                    np.linalg.norm(seen_i - ref[:, [2, 3, 0, 1]] * [-1.0, 1.0], axis=-1).sum(-1))
+            # ... and, for runs of two frames or more (where the line leans to one side), the two sides
+            # do not disagree as an exchange would: the labels come back (a flip, not a swap's start)
+            ends_kept = np.linalg.norm(hi_q - lo_q, axis=-1).sum(-1)
+            ends_crossed = np.minimum(np.linalg.norm(hi_q - lo_q[:, [2, 3, 0, 1]], axis=-1).sum(-1),
+                                      np.linalg.norm(hi_q - lo_q[:, [2, 3, 0, 1]] * [-1.0, 1.0], axis=-1).sum(-1))
+            flip = (kept > 2 * crossed_run) & (kept - crossed_run > 2 * n * o["swap_gain"]) & ((n == 1) | (ends_kept < ends_crossed + 2 * o["swap_gain"]))
+            starts = np.flatnonzero(flip)
+            for k in range(n):
+                glitch[np.clip(starts + k, 0, len(q) - 1)] = True
+        ok &= ~glitch
+        # each joint's line before t, carried over the hold, against where the joints are over it
+        fits = [_line_ahead(np.where(ok[:, None], in_body[:, j], np.nan), swap_win, swap_hold) for j in left + right]
+        pred = np.stack([f[0] for f in fits], 2)  # (T, hold, 4, 2): l, l2, r, r2
+        seen = np.stack([_shift(np.where(ok[:, None, None], q, np.nan), -k)
+                         for k in range(swap_hold)], 1)  # (T, hold, 4, 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            # (T, 2 sides): how far each side's joints are from where the lines put them
+            cost = lambda q: np.nanmean(np.linalg.norm(seen - q, axis=-1).reshape(*q.shape[:2], 2, 2).sum(-1), axis=1)  # noqa: E731
+            straight = cost(pred)
+            crossed = np.minimum(cost(pred[:, :, [2, 3, 0, 1]]), cost(pred[:, :, [2, 3, 0, 1]] * [-1.0, 1.0]))
+        held = np.isfinite(seen[..., 0]).all(-1).sum(1) >= max(2, (swap_hold + 1) // 2)  # two frames: one is no state
+        # both sides must be better explained crossed, by swap_gain sizes: in an exchange each side
+        # takes the other's place (as far, mirrored or not); one arm swung fast past the other's
+        # mirror image explains only itself
+        sev = np.min(straight - crossed, axis=1) / o["swap_gain"]
+        sev = np.where(fits[0][1] & held & swap_shot, sev, np.nan)
+        # kept, not undone: a pose model's label flip for a frame or two is an exchange undone
+        # right after; an exchange counts by how much more it is than any undoing within the hold
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            undone = np.nanmax(np.stack([_shift(sev, -k) for k in range(1, swap_hold + 1)]), axis=0)
+        out["swap"][name] = sev - np.maximum(np.nan_to_num(undone, nan=0.0), 0.0)
 
     # dropout: a limb vanishes while the shoulders stay, inside the frame, and comes back
     inside = _inside(landmarks, o["frame_margin"])
@@ -499,7 +588,7 @@ class MotionDetector(BaseDetector):
     failure_mode: ClassVar[str] = "dance-motion breakage: stretched, detached, teleported or swapped limbs"
     requires: ClassVar[frozenset[str]] = frozenset({"pose"})
     higher_is_worse: ClassVar[bool] = True
-    version: ClassVar[str] = "5"
+    version: ClassVar[str] = "6"
     score_meaning: ClassVar[str] = (
         "Worst kinematic violation of the tracked person as a multiple of its threshold "
         "(bone stretch, bone-length jump, joint speed, jump-and-stay, left/right swap, limb dropout, joint angle); "

@@ -203,6 +203,50 @@ def test_one_frame_label_flip_is_ignored():
     assert not run(lm, 24.0).flagged
 
 
+_PAIRS = [(1, 4), (2, 5), (3, 6), (7, 8), (9, 10)] + [(j, j + 1) for j in range(11, 33, 2)]
+
+
+def _mirror_body(lm: np.ndarray, frames: slice, centre_x: float) -> None:
+    """Mirror the whole body in the image about the vertical line at ``centre_x`` pixels, labels
+    by image side (as a pose model labels a mirrored frontal body): a left/right swap."""
+    lm[frames, :, 0] = (2 * centre_x - lm[frames, :, 0] * W) / W
+    for a, b in _PAIRS:
+        lm[frames, [a, b]] = lm[frames, [b, a]].copy()
+
+
+@pytest.mark.parametrize("fps", [8.0, 12.0, 24.0, 30.0])
+def test_mirrored_swap_of_a_tilted_asymmetric_dancer(fps):
+    """The body mirrored for 0.8 s (one arm raised, shoulders tilted, the mirror line off the
+    shoulders' midpoint, arms swinging): the exchange is found where it starts or ends. The
+    frame-to-frame test of version 5 missed it at 8 and 12 fps."""
+    lm = dancer(fps, seed=3)
+    _rotate_arm(lm, 11, [13, 15, 17, 19, 21], slice(None), -0.9)  # left arm raised out
+    px = lm[..., :2] * np.array([W, H])
+    centre = np.array([320.0, 400.0])
+    c, s = np.cos(0.07), np.sin(0.07)  # shoulders tilted 4 degrees
+    d = px - centre
+    lm[..., :2] = (centre + np.stack([c * d[..., 0] - s * d[..., 1], s * d[..., 0] + c * d[..., 1]], -1)) / np.array([W, H])
+    a, b = int(1.5 * fps), int(2.3 * fps)
+    _mirror_body(lm, slice(a, b), 335.0)
+    r = run(lm, fps)
+    tol = max(1, int(round(0.1 * fps)))
+    assert _found(r, "swap:arms", a - tol, a + tol) or _found(r, "swap:arms", b - tol, b + tol), r.events
+
+
+@pytest.mark.parametrize("fps", [8.0, 12.0, 24.0, 30.0])
+def test_short_label_flips_are_ignored(fps):
+    """MediaPipe flips left and right for a frame or two on real footage (bikes.mp4): a run of
+    flipped frames of a tenth of a second or less (one frame at 8 and 12 fps) is the model's."""
+    left, right = [13, 15, 17, 19, 21], [14, 16, 18, 20, 22]
+    n = max(1, int(0.1 * fps))
+    for seed in range(3):
+        lm = dancer(fps, seed=seed)
+        a = int(1.5 * fps)
+        lm[a : a + n, left + right] = lm[a : a + n, right + left].copy()
+        r = run(lm, fps)
+        assert not r.flagged, (fps, n, seed, r.score, r.events[:3])
+
+
 def test_limb_dropout_while_body_visible():
     fps = 24.0
     lm = dancer(fps)
