@@ -15,7 +15,9 @@ version-4 work on an interim setting, ``fresh7`` (7000-7039) once with the final
 (8000-8039) once each with version 4 and a rejected evidence-combining variant (docs/motion.md).
 Version 5 was tuned on ``tune``, ``tuneclean`` and ``tune2`` (20000-20249) only; ``fresh9``
 (9000-9039), ``fresh10`` (10000-10039) and ``fresh11`` (11000-11039) were made for it and run once
-with its final settings.
+with its final settings. Version 6 (the swap test) was tuned on the same three tune splits;
+``fresh12`` (12000-12039), ``fresh13`` (13000-13039) and ``fresh14`` (14000-14039) were made for it
+and run once with its final settings.
 ``fresh`` and ``fresh3`` are version 3's held-out seeds (on the old rig).
 ``--oracle SIGMA`` scores the puppets on their ground-truth keypoints plus jitter instead of on
 MediaPipe's tracks (:func:`oracle_landmarks`): what the checks find given a good pose track.
