@@ -225,6 +225,60 @@ def _jump_linear(values: np.ndarray, win: int) -> tuple[np.ndarray, np.ndarray]:
     return np.where(enough, step, np.nan), np.where(enough, rb + ra, np.nan)
 
 
+_CROSSED = [2, 3, 0, 1]  # joints (l, l2, r, r2) -> the other side's (r, r2, l, l2)
+_MIRRORED = np.array([-1.0, 1.0])  # body frame (along, across the shoulders): a mirror negates "along"
+
+
+def _label_distances(seen: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``(3, ..., 4)`` distances of the joints ``seen`` ``(..., 4, 2)`` (left l, l2, right r, r2, in
+    the body frame) to ``ref`` with the labels kept, crossed, and crossed and mirrored."""
+    crossed = ref[..., _CROSSED, :]
+    return np.stack([np.linalg.norm(seen - r, axis=-1) for r in (ref, crossed, crossed * _MIRRORED)])
+
+
+def _short_flips(q: np.ndarray, hold: int, gain: float) -> np.ndarray:
+    """``(T,)`` bool: frames of a run shorter than ``hold`` frames whose labels are crossed against
+    the frames on both sides of it (``q`` ``(T, 4, 2)``, as for :func:`_label_distances`): the pose
+    model's own left/right flip. The run must sit ``gain`` sizes a frame nearer the crossed labels,
+    and, for runs of two frames or more (where the line between the sides leans to one of them),
+    the two sides must not be exchanged against each other: the labels come back."""
+    flips = np.zeros(len(q), bool)
+    for n in range(1, hold):
+        before, after = _shift(q, 1), _shift(q, -n)  # the frames just before and just after a run from t
+        kept = crossed = 0.0
+        for i in range(n):  # frame t + i against the line between the run's two sides
+            d = _label_distances(_shift(q, -i), before + (i + 1) / (n + 1) * (after - before)).sum(-1)
+            kept, crossed = kept + d[0], crossed + np.minimum(d[1], d[2])
+        ends = _label_distances(after, before).sum(-1)
+        comes_back = (n == 1) | (ends[0] < np.minimum(ends[1], ends[2]) + 2 * gain)
+        starts = np.flatnonzero((kept > 2 * crossed) & (kept - crossed > 2 * n * gain) & comes_back)
+        for k in range(n):
+            flips[np.clip(starts + k, 0, len(q) - 1)] = True
+    return flips
+
+
+def _swap_severity(q: np.ndarray, ok: np.ndarray, shot: np.ndarray, win: int, hold: int, gain: float) -> np.ndarray:
+    """``(T,)``: how much better both sides of a limb pair ``q`` ``(T, 4, 2)`` (body frame, sizes;
+    ``ok`` ``(T,)`` where known; ``shot`` ``(T,)`` where the windows lie in one shot) are explained from ``t`` on with their labels crossed, in units of
+    ``gain`` sizes: each joint's straight line over the ``win`` frames before ``t``, carried over
+    ``hold`` frames, against where the joints are; the smaller of the two sides' gains. An exchange
+    undone within the hold (a flip) counts only by how much it exceeds the undoing."""
+    q = np.where(ok[:, None, None], q, np.nan)
+    fits = [_line_ahead(q[:, j], win, hold) for j in range(4)]
+    pred = np.stack([f[0] for f in fits], 2)  # (T, hold, 4, 2)
+    seen = np.stack([_shift(q, -k) for k in range(hold)], 1)  # (T, hold, 4, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        d = np.nanmean(_label_distances(seen, pred).reshape(3, len(q), hold, 2, 2).sum(-1), axis=2)  # (3, T, sides)
+    held = np.isfinite(seen[..., 0]).all(-1).sum(1) >= max(2, (hold + 1) // 2)  # two frames: one is no state
+    sev = np.min(d[0] - np.minimum(d[1], d[2]), axis=1) / gain
+    sev = np.where(fits[0][1] & held & shot, sev, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        undone = np.nanmax(np.stack([_shift(sev, -k) for k in range(1, hold + 1)]), axis=0)
+    return sev - np.maximum(np.nan_to_num(undone, nan=0.0), 0.0)
+
+
 def body_size(points: np.ndarray, visible: np.ndarray, fps: float, window_s: float = 1.0) -> np.ndarray:
     """``(T,)`` body size in pixels: max(shoulder width, 0.75 torso length, 1.5 nose-to-shoulders),
     rolling median. The head term holds the size on a side view without hips in shot, where the
@@ -454,64 +508,18 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
     axis = _rolling(axis, _frames(o["swap_axis_s"], fps, 3) | 1)  # the shoulders' own jitter turns the frame
     axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-6)
     across = np.stack([-axis[:, 1], axis[:, 0]], -1)
-    def body_frame(q: np.ndarray) -> np.ndarray:  # (T, 33, 2) pixels -> (T, 33, 2) (u, v) in sizes
-        q = (q - 0.5 * (q[:, L_SHOULDER] + q[:, R_SHOULDER])[:, None]) / size[:, None, None]
-        return np.stack([np.sum(q * axis[:, None], -1), np.sum(q * across[:, None], -1)], -1)
-
-    in_body = body_frame(raw)
+    raw_rel = (raw - 0.5 * (raw[:, L_SHOULDER] + raw[:, R_SHOULDER])[:, None]) / size[:, None, None]
+    in_body = np.stack([np.sum(raw_rel * axis[:, None], -1), np.sum(raw_rel * across[:, None], -1)], -1)  # (T, 33, 2)
     swap_win = _frames(o["swap_window_s"], fps, 2)
     swap_hold = _frames(o["min_duration_s"], fps, 2)
     swap_shot = _same_segment(seg, swap_win) & _same_segment(seg, -(swap_hold - 1))
     for name, (jl, jl2) in LIMBS.items():
-        left, right = [jl, jl2], [jl + 1, jl2 + 1]
-        ok = tracked[:, left + right].all(-1)
-        # a run of frames shorter than min_duration_s whose labels are crossed against the frames
-        # on both sides of it is the pose model's own flip (real footage has them): those frames
-        # are not used, neither as history nor as a swap
-        q = in_body[:, left + right]
-        glitch = np.zeros(len(q), bool)
-        for n in range(1, swap_hold):
-            lo_q, hi_q = _shift(q, 1), _shift(q, -n)  # the frames just before and just after a run from t
-            kept, crossed_run = np.zeros(len(q)), np.zeros(len(q))
-            for i in range(n):  # frame t + i of the run against the line between its two sides
-                seen_i, ref = _shift(q, -i), lo_q + (i + 1) / (n + 1) * (hi_q - lo_q)
-                kept = kept + np.linalg.norm(seen_i - ref, axis=-1).sum(-1)
-                crossed_run = crossed_run + np.minimum(
-                    np.linalg.norm(seen_i - ref[:, [2, 3, 0, 1]], axis=-1).sum(-1),
-                    np.linalg.norm(seen_i - ref[:, [2, 3, 0, 1]] * [-1.0, 1.0], axis=-1).sum(-1))
-            # ... and, for runs of two frames or more (where the line leans to one side), the two sides
-            # do not disagree as an exchange would: the labels come back (a flip, not a swap's start)
-            ends_kept = np.linalg.norm(hi_q - lo_q, axis=-1).sum(-1)
-            ends_crossed = np.minimum(np.linalg.norm(hi_q - lo_q[:, [2, 3, 0, 1]], axis=-1).sum(-1),
-                                      np.linalg.norm(hi_q - lo_q[:, [2, 3, 0, 1]] * [-1.0, 1.0], axis=-1).sum(-1))
-            flip = (kept > 2 * crossed_run) & (kept - crossed_run > 2 * n * o["swap_gain"]) & ((n == 1) | (ends_kept < ends_crossed + 2 * o["swap_gain"]))
-            starts = np.flatnonzero(flip)
-            for k in range(n):
-                glitch[np.clip(starts + k, 0, len(q) - 1)] = True
-        ok &= ~glitch
-        # each joint's line before t, carried over the hold, against where the joints are over it
-        fits = [_line_ahead(np.where(ok[:, None], in_body[:, j], np.nan), swap_win, swap_hold) for j in left + right]
-        pred = np.stack([f[0] for f in fits], 2)  # (T, hold, 4, 2): l, l2, r, r2
-        seen = np.stack([_shift(np.where(ok[:, None, None], q, np.nan), -k)
-                         for k in range(swap_hold)], 1)  # (T, hold, 4, 2)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            # (T, 2 sides): how far each side's joints are from where the lines put them
-            cost = lambda q: np.nanmean(np.linalg.norm(seen - q, axis=-1).reshape(*q.shape[:2], 2, 2).sum(-1), axis=1)  # noqa: E731
-            straight = cost(pred)
-            crossed = np.minimum(cost(pred[:, :, [2, 3, 0, 1]]), cost(pred[:, :, [2, 3, 0, 1]] * [-1.0, 1.0]))
-        held = np.isfinite(seen[..., 0]).all(-1).sum(1) >= max(2, (swap_hold + 1) // 2)  # two frames: one is no state
-        # both sides must be better explained crossed, by swap_gain sizes: in an exchange each side
-        # takes the other's place (as far, mirrored or not); one arm swung fast past the other's
-        # mirror image explains only itself
-        sev = np.min(straight - crossed, axis=1) / o["swap_gain"]
-        sev = np.where(fits[0][1] & held & swap_shot, sev, np.nan)
-        # kept, not undone: a pose model's label flip for a frame or two is an exchange undone
-        # right after; an exchange counts by how much more it is than any undoing within the hold
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            undone = np.nanmax(np.stack([_shift(sev, -k) for k in range(1, swap_hold + 1)]), axis=0)
-        out["swap"][name] = sev - np.maximum(np.nan_to_num(undone, nan=0.0), 0.0)
+        joints = [jl, jl2, jl + 1, jl2 + 1]
+        q = in_body[:, joints]
+        # a flip shorter than min_duration_s is the pose model's (real footage has them): its frames
+        # are used neither as history nor as a swap
+        ok = tracked[:, joints].all(-1) & ~_short_flips(q, swap_hold, o["swap_gain"])
+        out["swap"][name] = _swap_severity(q, ok, swap_shot, swap_win, swap_hold, o["swap_gain"])
 
     # dropout: a limb vanishes while the shoulders stay, inside the frame, and comes back
     inside = _inside(landmarks, o["frame_margin"])
