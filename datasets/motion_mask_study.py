@@ -22,17 +22,16 @@ import argparse
 import numpy as np
 
 from evalkit.datasets.motion_eval import puppet_clips
+from evalkit.landmarks import pose_graph
 
 ARMS = {"left": (13, 15), "right": (14, 16)}
 
 
 def pose_and_masks(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """MediaPipe pose ``(T, 33, 4)`` (NaN where no person) and person masks ``(T, H, W)`` float16."""
-    import mediapipe as mp
-
+    """MediaPipe pose ``(T, 33, 4)`` (NaN where no person) and person masks ``(T, H, W)`` float16,
+    from the pipeline's own pose settings (:func:`evalkit.landmarks.pose_graph`)."""
     lms, masks = [], []
-    with mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, enable_segmentation=True,
-                                smooth_landmarks=False, smooth_segmentation=False) as pose:
+    with pose_graph(segmentation=True) as pose:
         for frame in frames:  # MediaPipe's graph takes one frame at a time
             r = pose.process(np.ascontiguousarray(frame))
             if r.pose_landmarks is None:

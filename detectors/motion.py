@@ -206,9 +206,7 @@ def _line_ahead(values: np.ndarray, win: int, ahead: int) -> tuple[np.ndarray, n
     """Where the straight line through the ``win`` frames before each frame ``t`` of ``values``
     ``(T, D)`` puts frames ``t .. t + ahead - 1``: ``(T, ahead, D)``, and ``(T,)`` whether the
     window held enough frames (half, and two)."""
-    t = len(values)
-    pad = np.full((win, values.shape[1]), np.nan)
-    before = sliding_window_view(np.concatenate([pad, values[:-1]]), win, axis=0)[:t]
+    before, _, _ = _windows(values, win)
     count = np.isfinite(before[:, 0]).sum(-1)
     icpt, slope, _ = _fit_line(before, np.arange(win, dtype=float) - win)  # x = 0 at frame t
     pred = icpt[:, None] + slope[:, None] * np.arange(ahead, dtype=float)[None, :, None]
@@ -261,8 +259,8 @@ def _swap_severity(q: np.ndarray, ok: np.ndarray, shot: np.ndarray, win: int, ho
     """``(T,)``: how much better both sides of a limb pair ``q`` ``(T, 4, 2)`` (body frame, sizes;
     ``ok`` ``(T,)`` where known; ``shot`` ``(T,)`` where the windows lie in one shot) are explained from ``t`` on with their labels crossed, in units of
     ``gain`` sizes: each joint's straight line over the ``win`` frames before ``t``, carried over
-    ``hold`` frames, against where the joints are; the smaller of the two sides' gains. An exchange
-    undone within the hold (a flip) counts only by how much it exceeds the undoing."""
+    ``hold`` frames, against where the joints are; the smaller of the two sides' gains. Flips
+    shorter than the hold are the caller's to remove from ``ok`` (:func:`_short_flips`)."""
     q = np.where(ok[:, None, None], q, np.nan)
     fits = [_line_ahead(q[:, j], win, hold) for j in range(4)]
     pred = np.stack([f[0] for f in fits], 2)  # (T, hold, 4, 2)
@@ -272,11 +270,7 @@ def _swap_severity(q: np.ndarray, ok: np.ndarray, shot: np.ndarray, win: int, ho
         d = np.nanmean(_label_distances(seen, pred).reshape(3, len(q), hold, 2, 2).sum(-1), axis=2)  # (3, T, sides)
     held = np.isfinite(seen[..., 0]).all(-1).sum(1) >= max(2, (hold + 1) // 2)  # two frames: one is no state
     sev = np.min(d[0] - np.minimum(d[1], d[2]), axis=1) / gain
-    sev = np.where(fits[0][1] & held & shot, sev, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        undone = np.nanmax(np.stack([_shift(sev, -k) for k in range(1, hold + 1)]), axis=0)
-    return sev - np.maximum(np.nan_to_num(undone, nan=0.0), 0.0)
+    return np.where(fits[0][1] & held & shot, sev, np.nan)
 
 
 def body_size(points: np.ndarray, visible: np.ndarray, fps: float, window_s: float = 1.0) -> np.ndarray:

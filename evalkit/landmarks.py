@@ -15,6 +15,7 @@ import multiprocessing as mp
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -123,19 +124,27 @@ def extract_face(frames_hwc: np.ndarray, options: LandmarkOptions = LandmarkOpti
     return FaceTrack(landmarks=out, image_size=(w, h))
 
 
-def extract_pose(frames_hwc: np.ndarray, options: LandmarkOptions = LandmarkOptions()) -> PoseTrack:
-    """Pose over ``(T, H, W, 3)`` uint8 RGB frames -> :class:`PoseTrack` ``(T, 33, 4)``."""
+def pose_graph(options: LandmarkOptions = LandmarkOptions(), segmentation: bool = False) -> Any:
+    """MediaPipe's pose graph (a context manager) with the pipeline's settings; ``segmentation``
+    adds the person mask (``result.segmentation_mask``, ``(H, W)`` float), unsmoothed."""
     import mediapipe as mp_
 
-    t, h, w, _ = frames_hwc.shape
-    out = np.full((t, NUM_POSE_POINTS, 4), np.nan, np.float32)
-    with mp_.solutions.pose.Pose(
+    return mp_.solutions.pose.Pose(
         static_image_mode=False,
         model_complexity=options.pose_model_complexity,
         smooth_landmarks=options.pose_smooth,
+        enable_segmentation=segmentation,
+        smooth_segmentation=False,
         min_detection_confidence=options.pose_min_detection_confidence,
         min_tracking_confidence=options.pose_min_tracking_confidence,
-    ) as pose:
+    )
+
+
+def extract_pose(frames_hwc: np.ndarray, options: LandmarkOptions = LandmarkOptions()) -> PoseTrack:
+    """Pose over ``(T, H, W, 3)`` uint8 RGB frames -> :class:`PoseTrack` ``(T, 33, 4)``."""
+    t, h, w, _ = frames_hwc.shape
+    out = np.full((t, NUM_POSE_POINTS, 4), np.nan, np.float32)
+    with pose_graph(options) as pose:
         for i in range(t):
             result = pose.process(frames_hwc[i]).pose_landmarks
             if result is not None:
