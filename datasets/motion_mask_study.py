@@ -1,4 +1,4 @@
-"""Study (not used by the detector): does MediaPipe's person mask show a detached forearm?
+"""Study (version 6; the detector's ``cut`` check grew from it): does MediaPipe's person mask show a detached forearm?
 
     python -m evalkit.datasets.motion_mask_study [--seeds 0 60]
 
@@ -12,7 +12,9 @@ frame and arm, from the pose's own elbow E and wrist W (forearm length L):
 
 Per clip it prints, for the broken arm, the largest gap held over 2 frames inside and outside the
 broken range, and the median overrun inside and outside; for other arms the same over the clip.
-Motivation and results: docs/motion.md ("Next step: the person mask").
+Motivation and results: docs/motion.md ("The person-mask study"). Version 7 of the detector turned
+this into its ``cut`` check, on the profile :func:`evalkit.landmarks.limb_mask_profile` samples in
+the pose workers.
 """
 
 from __future__ import annotations

@@ -30,7 +30,12 @@ Checks, each a per-frame, per-part severity where 1.0 sits at its threshold:
 - ``dropout``: a limb vanishes (visibility < ``vis_low``) for ``dropout_min_s``..``dropout_max_s``
   while the shoulders stay visible and the limb was and is again visible inside the frame;
 - ``angle``: an elbow or knee folded tighter than the human range (3-D interior angle below
-  ``min_joint_angle_deg``), sustained.
+  ``min_joint_angle_deg``), sustained;
+- ``cut`` (needs :attr:`evalkit.PoseTrack.limb_mask`, MediaPipe's person mask sampled along the
+  limbs): a forearm or shin (``cut_bones``) whose middle shows background over ``cut_gap`` of its
+  length while its root end (the elbow, the knee) is person and both joints are confident, held
+  for ``cut_hold_s``: a limb cut off and carried away, which the pose alone often reads at its
+  usual length.
 
 Only a credible body is judged (``judged_frames``: shoulders confidently visible, head and
 shoulders holding together; a skeleton on a cartoon or a door is not judged) and only limbs seen
@@ -77,7 +82,7 @@ LIMB_PARTS: dict[str, tuple[int, int]] = {
 HINGES: dict[str, tuple[int, int, int]] = {
     "left_elbow": (11, 13, 15), "right_elbow": (12, 14, 16), "left_knee": (23, 25, 27), "right_knee": (24, 26, 28),
 }
-CHECKS = ("stretch", "jump", "speed", "accel", "teleport", "swap", "dropout", "angle")
+CHECKS = ("stretch", "jump", "speed", "accel", "teleport", "swap", "dropout", "angle", "cut")
 
 DEFAULTS: dict[str, Any] = {
     "threshold": 1.0,
@@ -102,6 +107,11 @@ DEFAULTS: dict[str, Any] = {
     "swap_gain": 0.4,
     "swap_window_s": 0.1,
     "swap_axis_s": 0.1,
+    "cut_gap": 0.2,
+    "cut_hold_s": 0.1,
+    "cut_min_length": 0.2,
+    "cut_root": True,
+    "cut_bones": ("left_forearm", "right_forearm", "left_shin", "right_shin"),
     "vis_low": 0.3,
     "vis_high": 0.8,
     "vis_track": 0.6,
@@ -383,9 +393,12 @@ def _pixels(landmarks: np.ndarray, image_size: tuple[int, int], min_visibility: 
     return points, visible
 
 
-def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, **options: Any) -> dict[str, dict[str, np.ndarray]]:
+def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, limb_mask: np.ndarray | None = None,
+                  **options: Any) -> dict[str, dict[str, np.ndarray]]:
     """Per-check, per-part severities ``{check: {part: (T,) float}}``, 1.0 at the threshold, NaN
-    where undefined. ``landmarks``: ``(T, 33, 4)`` MediaPipe pose; ``image_size``: ``(W, H)``."""
+    where undefined. ``landmarks``: ``(T, 33, 4)`` MediaPipe pose; ``image_size``: ``(W, H)``;
+    ``limb_mask``: optional ``(T, 8, S)`` person-mask profile along the limb bones
+    (:attr:`evalkit.PoseTrack.limb_mask`); without it the ``cut`` check has no parts."""
     o = {**DEFAULTS, **options}
     points, visible = _pixels(landmarks, image_size, o["min_visibility"], o["frame_margin"])
     # A pose model's own glitches (a joint or a left/right label flipping for a frame or two and
@@ -541,12 +554,64 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
         ok = visible[:, a] & visible[:, b] & visible[:, c]
         sev = np.where(ok, o["min_joint_angle_deg"] / np.maximum(angle, 1e-3), np.nan)
         out["angle"][name] = _rolling(sev, sustain)
+    # cut: the person mask shows background across the middle of a bone whose two ends are person,
+    # held over cut_hold_s: a limb cut off and carried away from its joint (a forearm floating off
+    # the elbow). The pose alone reads that only as a length step, often not even that: the model
+    # keeps the forearm at its usual length.
+    if limb_mask is not None:
+        out["cut"] = _cut_severity(limb_mask, points, sure, size, fps, o)
     # not judged: frames without a credible body, limbs the model invents (rarely visible)
     for check, parts in out.items():
         for part, sev in parts.items():
             keep = present & limb_ok[_limb_of(part)]
             parts[part] = np.where(keep, sev, np.nan)
     return out
+
+
+def _cut_severity(limb_mask: np.ndarray, points: np.ndarray, sure: np.ndarray, size: np.ndarray, fps: float,
+                  o: dict[str, Any]) -> dict[str, np.ndarray]:
+    """``{bone: (T,)}`` severity of the ``cut`` check from the mask profile ``(T, 8, S)``: the share
+    of the bone's middle (0.15-0.85 of its length) where the mask is background, over ``cut_gap``,
+    where both joints are confident (``sure``), the bone is at least ``cut_min_length`` body sizes
+    long and its root end (the elbow of a forearm) is person; held for ``cut_hold_s`` (>= 2 frames).
+    Bones: ``cut_bones``."""
+    from evalkit.landmarks import LIMB_MASK_BONES
+
+    t, n_bones, n_samples = limb_mask.shape
+    if t != len(points) or n_bones != len(LIMB_MASK_BONES):
+        raise ShapeError("pose limb_mask", f"({len(points)}, {len(LIMB_MASK_BONES)}, S)", limb_mask.shape)
+    along = np.round(np.linspace(0.0, 1.0, n_samples), 6)  # 17 / 20 is not quite 0.85
+    middle, root = (along >= 0.15) & (along <= 0.85), along < 0.15
+    prof = limb_mask.astype(np.float32)
+    hold = _frames(o["cut_hold_s"], fps, 2)
+    out = {}
+    for name in o["cut_bones"]:
+        a, b, _ = BONES[name]
+        p = prof[:, LIMB_MASK_BONES.index((a, b))]
+        known = np.isfinite(p[:, middle])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            gap = (np.nan_to_num(p[:, middle], nan=1.0) < 0.5).sum(-1) / np.maximum(known.sum(-1), 1)
+            attached = np.nanmax(p[:, root], -1) >= 0.5
+        length = np.linalg.norm(points[:, a, :2] - points[:, b, :2], axis=-1) / size
+        ok = sure[:, a] & sure[:, b] & (known.sum(-1) * 3 >= 2 * middle.sum()) & (length >= o["cut_min_length"])
+        if o["cut_root"]:
+            ok &= attached
+        sev = np.where(ok, gap / o["cut_gap"], np.nan)
+        held = _held(np.nan_to_num(sev, nan=0.0), hold)
+        out[name] = np.where(np.isfinite(sev) | (held > 0), held, np.nan)
+    return out
+
+
+def _held(x: np.ndarray, k: int) -> np.ndarray:
+    """``(T,)``: at each frame the largest level that ``x`` ``(T,)`` keeps over some ``k``-frame run
+    containing the frame (a morphological opening); 0 where no run fits."""
+    t = len(x)
+    if t < k:
+        return np.zeros_like(x)
+    low = sliding_window_view(x, k).min(-1)  # (T - k + 1,): runs starting at i
+    padded = np.concatenate([np.full(k - 1, -np.inf), low, np.full(k - 1, -np.inf)])
+    return np.maximum(sliding_window_view(padded, k).max(-1), 0.0)[:t] if k > 1 else x.copy()
 
 
 def _limb_of(part: str) -> str:
@@ -578,9 +643,11 @@ def motion_series(checks: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
         return np.nanmax(stack, axis=0).astype(np.float32)
 
 
-def motion_breakage(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, **options: Any) -> tuple[float, np.ndarray]:
-    """Functional form: ``(score, series (T,))``; score = worst per-frame severity (>= 1: broken)."""
-    series = motion_series(motion_checks(landmarks, image_size, fps, **options))
+def motion_breakage(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, limb_mask: np.ndarray | None = None,
+                    **options: Any) -> tuple[float, np.ndarray]:
+    """Functional form: ``(score, series (T,))``; score = worst per-frame severity (>= 1: broken).
+    ``limb_mask``: optional ``(T, 8, S)`` person-mask profile (:attr:`evalkit.PoseTrack.limb_mask`)."""
+    series = motion_series(motion_checks(landmarks, image_size, fps, limb_mask=limb_mask, **options))
     score = float(np.nanmax(series)) if np.isfinite(series).any() else float("nan")
     return score, series
 
@@ -590,10 +657,11 @@ class MotionDetector(BaseDetector):
     failure_mode: ClassVar[str] = "dance-motion breakage: stretched, detached, teleported or swapped limbs"
     requires: ClassVar[frozenset[str]] = frozenset({"pose"})
     higher_is_worse: ClassVar[bool] = True
-    version: ClassVar[str] = "6"
+    version: ClassVar[str] = "7"
     score_meaning: ClassVar[str] = (
         "Worst kinematic violation of the tracked person as a multiple of its threshold "
-        "(bone stretch, bone-length jump, joint speed, jump-and-stay, left/right swap, limb dropout, joint angle); "
+        "(bone stretch, bone-length jump, joint speed, jump-and-stay, left/right swap, limb dropout, joint angle, "
+        "limb cut off in the person mask); "
         ">= 1 is broken."
     )
     default_config: ClassVar[dict[str, Any]] = dict(DEFAULTS)
@@ -608,7 +676,7 @@ class MotionDetector(BaseDetector):
         if not pose.present.any():
             return DetectorResult.skipped("no person found", t)
         opts = {k: v for k, v in self.config.items() if k != "threshold"}
-        checks = motion_checks(pose.landmarks, pose.image_size, video.fps, **opts)
+        checks = motion_checks(pose.landmarks, pose.image_size, video.fps, limb_mask=pose.limb_mask, **opts)
         series = motion_series(checks)
         judged, why = judged_frames(pose.landmarks, pose.image_size, video.fps, **opts)
         judge_stats = {"person_frames": int(pose.present.sum()), "judged_frames": int(judged.sum()),
@@ -641,5 +709,5 @@ class MotionDetector(BaseDetector):
 
 
 def _nanmax(parts: dict[str, np.ndarray]) -> float | None:
-    vals = np.concatenate([v[np.isfinite(v)] for v in parts.values()])
+    vals = np.concatenate([v[np.isfinite(v)] for v in parts.values()] or [np.empty(0)])
     return float(vals.max()) if vals.size else None

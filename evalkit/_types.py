@@ -134,10 +134,16 @@ class PoseTrack:
         landmarks: ``(T, 33, 4)`` float32: x, y normalised to ``[0, 1]``, z (hip-centred,
             scale of x), visibility in ``[0, 1]``. NaN rows where no person was found.
         image_size: ``(width, height)`` of the frames pose ran on.
+        limb_mask: optional ``(T, 8, S)`` float16: MediaPipe's person mask sampled at ``S``
+            points along each limb bone, from its first joint to its second, in the order of
+            :data:`evalkit.landmarks.LIMB_MASK_BONES` (upper arms, forearms, thighs, shins; left
+            then right). NaN where unknown (no person, a point outside the frame). None when
+            pose ran without the mask.
     """
 
     landmarks: np.ndarray
     image_size: tuple[int, int]
+    limb_mask: np.ndarray | None = None
 
     @property
     def present(self) -> np.ndarray:

@@ -25,6 +25,13 @@ log = logging.getLogger(__name__)
 
 NUM_FACE_POINTS = 478
 NUM_POSE_POINTS = 33
+# Limb bones whose person-mask profile PoseTrack.limb_mask holds, in this order (pose indices):
+# upper arms, forearms, thighs, shins; left then right.
+LIMB_MASK_BONES: tuple[tuple[int, int], ...] = (
+    (11, 13), (12, 14), (13, 15), (14, 16), (23, 25), (24, 26), (25, 27), (26, 28),
+)
+LIMB_MASK_SAMPLES = 21  # points from joint a (0) to joint b (1), both included
+LIMB_MASK_ACROSS = (-0.08, 0.0, 0.08)  # offsets across the bone, in bone lengths; the profile keeps their max
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,9 @@ class LandmarkOptions:
     pose_min_tracking_confidence: float = 0.5
     # MediaPipe's temporal filter hides exactly the jumps the motion detector looks for.
     pose_smooth: bool = False
+    # Sample MediaPipe's person mask along each limb bone (PoseTrack.limb_mask): the motion
+    # detector's ``cut`` check reads a forearm cut off from its elbow from it.
+    pose_limb_mask: bool = True
 
 
 def _assign_slots(prev_centres: np.ndarray, centres: np.ndarray) -> list[int]:
@@ -140,16 +150,51 @@ def pose_graph(options: LandmarkOptions = LandmarkOptions(), segmentation: bool 
     )
 
 
+def limb_mask_profile(mask: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """MediaPipe's person mask sampled along each bone of :data:`LIMB_MASK_BONES`.
+
+    Args:
+        mask: ``(H, W)`` float person probability of one frame.
+        landmarks: ``(33, 4)`` pose of that frame (x, y normalised).
+    Returns:
+        ``(len(LIMB_MASK_BONES), LIMB_MASK_SAMPLES)`` float16: the largest mask value over
+        :data:`LIMB_MASK_ACROSS` at each point from joint a to joint b; NaN where the point falls
+        outside the frame (outside is unknown, not background) or the bone is shorter than 4 px.
+    """
+    h, w = mask.shape
+    pts = landmarks[:, :2].astype(np.float64) * (w, h)
+    bones = np.array(LIMB_MASK_BONES)
+    a, b = pts[bones[:, 0]], pts[bones[:, 1]]  # (B, 2)
+    d = b - a
+    length = np.linalg.norm(d, axis=-1, keepdims=True)  # (B, 1)
+    normal = np.stack([-d[:, 1], d[:, 0]], -1)  # (B, 2), length-scaled like d
+    along = np.linspace(0.0, 1.0, LIMB_MASK_SAMPLES)
+    across = np.asarray(LIMB_MASK_ACROSS)
+    xy = (a[:, None, None] + along[None, :, None, None] * d[:, None, None]
+          + across[None, None, :, None] * normal[:, None, None])  # (B, S, K, 2)
+    inside = (xy[..., 0] >= 0) & (xy[..., 0] <= w - 1) & (xy[..., 1] >= 0) & (xy[..., 1] <= h - 1)
+    x = np.clip(np.nan_to_num(np.rint(xy[..., 0])), 0, w - 1).astype(np.intp)
+    y = np.clip(np.nan_to_num(np.rint(xy[..., 1])), 0, h - 1).astype(np.intp)
+    value = np.where(inside, mask[y, x], np.nan).max(-1)  # any sample across outside -> NaN
+    value[~(length[:, 0] >= 4.0)] = np.nan
+    return value.astype(np.float16)
+
+
 def extract_pose(frames_hwc: np.ndarray, options: LandmarkOptions = LandmarkOptions()) -> PoseTrack:
-    """Pose over ``(T, H, W, 3)`` uint8 RGB frames -> :class:`PoseTrack` ``(T, 33, 4)``."""
+    """Pose over ``(T, H, W, 3)`` uint8 RGB frames -> :class:`PoseTrack` ``(T, 33, 4)``, with the
+    person-mask profile along each limb (``limb_mask``) when ``options.pose_limb_mask``."""
     t, h, w, _ = frames_hwc.shape
     out = np.full((t, NUM_POSE_POINTS, 4), np.nan, np.float32)
-    with pose_graph(options) as pose:
+    profile = (np.full((t, len(LIMB_MASK_BONES), LIMB_MASK_SAMPLES), np.nan, np.float16)
+               if options.pose_limb_mask else None)
+    with pose_graph(options, segmentation=options.pose_limb_mask) as pose:
         for i in range(t):
-            result = pose.process(frames_hwc[i]).pose_landmarks
-            if result is not None:
-                out[i] = [(p.x, p.y, p.z, p.visibility) for p in result.landmark]
-    return PoseTrack(landmarks=out, image_size=(w, h))
+            result = pose.process(frames_hwc[i])
+            if result.pose_landmarks is not None:
+                out[i] = [(p.x, p.y, p.z, p.visibility) for p in result.pose_landmarks.landmark]
+                if profile is not None and result.segmentation_mask is not None:
+                    profile[i] = limb_mask_profile(result.segmentation_mask, out[i])
+    return PoseTrack(landmarks=out, image_size=(w, h), limb_mask=profile)
 
 
 def extract(

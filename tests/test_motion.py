@@ -281,8 +281,13 @@ def test_shot_cut_is_not_a_teleport():
 def test_checks_cover_every_part_and_shape():
     lm = dancer(12.0)
     checks = motion_checks(lm, (W, H), 12.0)
-    assert set(checks) == {"stretch", "jump", "speed", "accel", "teleport", "swap", "dropout", "angle"}
+    assert set(checks) == {"stretch", "jump", "speed", "accel", "teleport", "swap", "dropout", "angle", "cut"}
+    assert not checks["cut"]  # no person mask, no cut check
     assert all(s.shape == (len(lm),) for parts in checks.values() for s in parts.values())
+    with_mask = motion_checks(lm, (W, H), 12.0, limb_mask=_solid_limbs(len(lm)))
+    assert set(with_mask["cut"]) == {"left_forearm", "right_forearm", "left_shin", "right_shin"} and all(s.shape == (len(lm),) for s in with_mask["cut"].values())
+    with pytest.raises(ShapeError, match="limb_mask"):
+        motion_checks(lm, (W, H), 12.0, limb_mask=_solid_limbs(len(lm) - 1))
     jitter = pose_jitter(lm, (W, H), 12.0)
     assert 0 < jitter["shoulders"] < 0.05
 
@@ -532,3 +537,110 @@ def test_mask_study_sees_background_through_a_forearm():
     assert 0.4 <= overrun[0] <= 0.6, overrun  # the hand: 40 px (+ the line's 10 px cap) past a 100 px forearm
     lm[:, 16, 3] = 0.3  # an unsure wrist is not measured
     assert np.isnan(forearm_mask_series(lm, masks, "right")[0]).all()
+
+
+def _solid_limbs(t: int) -> np.ndarray:
+    """A person-mask profile ``(T, 8, 21)`` of limbs that are person from end to end."""
+    from evalkit.landmarks import LIMB_MASK_BONES, LIMB_MASK_SAMPLES
+
+    return np.ones((t, len(LIMB_MASK_BONES), LIMB_MASK_SAMPLES), np.float16)
+
+
+def _forearm_cut(profile: np.ndarray, frames: slice, elbow_end: float = 1.0) -> None:
+    """Background across the middle of the left forearm (bone 2) in ``frames``; ``elbow_end``: the
+    mask at the elbow's end of the bone."""
+    profile[frames, 2, 6:15] = 0.0
+    profile[frames, 2, :3] = elbow_end
+
+
+@pytest.mark.parametrize("fps", [8.0, 12.0, 24.0, 30.0])
+def test_forearm_cut_off_is_found_from_the_mask(fps):
+    """A forearm whose middle shows background for 0.3 s (a detached forearm the pose model keeps
+    at its usual length) is a ``cut`` of that forearm, at any frame rate; the pose alone is clean."""
+    lm = dancer(fps)
+    t = len(lm)
+    start, stop = int(1.5 * fps), int(1.8 * fps)
+    profile = _solid_limbs(t)
+    _forearm_cut(profile, slice(start, stop))
+    profile[start:stop, 2, 16:] = 0.0  # the wrist's end may be background too (the model's wrist in the gap)
+    clean = MotionDetector().score(VideoInputs(video=_video(t, fps), pose=PoseTrack(lm, (W, H), _solid_limbs(t))))
+    assert not clean.flagged, (clean.score, clean.events)
+    r = MotionDetector().score(VideoInputs(video=_video(t, fps), pose=PoseTrack(lm, (W, H), profile)))
+    assert r.flagged and _found(r, "cut:left_forearm", start, stop - 1), r.events
+    assert all(e.kind == "cut:left_forearm" for e in r.events), r.events
+    assert "cut" in r.stats["checks_fired"]
+
+
+@pytest.mark.parametrize("fps", [8.0, 30.0])
+def test_what_is_not_a_cut(fps):
+    """Not cuts: a gap in one frame (the mask's own flicker); a bone whose elbow end is background
+    too (the pose model's elbow off the body, not a forearm carried away from it); points outside
+    the frame (unknown, not background); a gap on a joint the model is unsure of."""
+    lm = dancer(fps)
+    t = len(lm)
+    mid = int(2 * fps)
+    one_frame = _solid_limbs(t)
+    _forearm_cut(one_frame, slice(mid, mid + 1))
+    off_arm = _solid_limbs(t)
+    _forearm_cut(off_arm, slice(mid, mid + int(0.5 * fps)), elbow_end=0.0)
+    outside = _solid_limbs(t)
+    outside[mid : mid + int(0.5 * fps), 2, 6:] = np.nan
+    unsure = _solid_limbs(t)
+    _forearm_cut(unsure, slice(mid, mid + int(0.5 * fps)))
+    lm_unsure = lm.copy()
+    lm_unsure[mid : mid + int(0.5 * fps), 15, 3] = 0.7  # under vis_high: length-like checks skip it
+    for name, landmarks, profile in [("one frame", lm, one_frame), ("elbow off the body", lm, off_arm),
+                                     ("outside", lm, outside), ("unsure wrist", lm_unsure, unsure)]:
+        r = MotionDetector().score(VideoInputs(video=_video(t, fps), pose=PoseTrack(landmarks, (W, H), profile)))
+        assert not any(e.kind.startswith("cut") for e in r.events), (name, r.events)
+
+
+def test_limb_mask_profile_samples_the_person_mask_along_each_bone():
+    """``limb_mask_profile`` on a drawn mask: a solid forearm is person end to end, a forearm cut
+    through the middle shows background there, points outside the frame are unknown (NaN)."""
+    import cv2
+
+    from evalkit.landmarks import LIMB_MASK_BONES, LIMB_MASK_SAMPLES, limb_mask_profile
+
+    lm = np.full((33, 4), 0.5, np.float32)
+    lm[:, 3] = 0.9
+    lm[13, :2], lm[15, :2] = np.array((100, 100)) / (W, H), np.array((200, 100)) / (W, H)  # left elbow, wrist
+    lm[14, :2], lm[16, :2] = np.array((500, 100)) / (W, H), np.array((700, 100)) / (W, H)  # right wrist off frame
+    img = np.zeros((H, W), np.uint8)
+    cv2.line(img, (100, 100), (220, 100), 1, 20)
+    cv2.line(img, (500, 100), (639, 100), 1, 20)
+    solid = limb_mask_profile(img.astype(np.float32), lm)
+    assert solid.shape == (len(LIMB_MASK_BONES), LIMB_MASK_SAMPLES) and solid.dtype == np.float16
+    left, right = LIMB_MASK_BONES.index((13, 15)), LIMB_MASK_BONES.index((14, 16))
+    assert (solid[left] == 1).all(), solid[left]
+    img[:, 130:170] = 0
+    cut = limb_mask_profile(img.astype(np.float32), lm)[left]
+    assert cut[0] == 1 and cut[-1] == 1 and (cut[7:14] == 0).all(), cut
+    r = limb_mask_profile(img.astype(np.float32), lm)[right]
+    assert (r[:10] == 1).all() and np.isnan(r[-5:]).all(), r
+
+
+def test_shin_cut_off_is_found_from_the_mask():
+    lm = dancer(24.0)
+    t = len(lm)
+    profile = _solid_limbs(t)
+    profile[40:50, 7, 6:15] = 0.0  # right shin (bone 7): background across its middle for 0.4 s
+    r = MotionDetector().score(VideoInputs(video=_video(t, 24.0), pose=PoseTrack(lm, (W, H), profile)))
+    assert _found(r, "cut:right_shin", 40, 49) and all(e.kind == "cut:right_shin" for e in r.events), r.events
+
+
+@pytest.mark.slow
+def test_mediapipe_mask_profile_leaves_the_landmarks_unchanged():
+    """Turning the person mask on (``pose_limb_mask``) adds the profile and leaves MediaPipe's
+    landmarks bit for bit the same, so tracks made without it keep their meaning."""
+    from evalkit.datasets import body
+    from evalkit.landmarks import LIMB_MASK_BONES, LIMB_MASK_SAMPLES, LandmarkOptions, extract_pose
+
+    frames, _ = body.make_clip(np.random.default_rng(3), 12.0, 1.0, "detach")
+    with_mask = extract_pose(frames)
+    without = extract_pose(frames, LandmarkOptions(pose_limb_mask=False))
+    assert without.limb_mask is None
+    assert with_mask.limb_mask.shape == (len(frames), len(LIMB_MASK_BONES), LIMB_MASK_SAMPLES)
+    np.testing.assert_array_equal(with_mask.landmarks, without.landmarks)
+    forearms = with_mask.limb_mask[:, 2:4].astype(float)
+    assert np.nanmedian(forearms) > 0.5  # the puppet's arms are person in its mask
