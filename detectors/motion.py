@@ -554,10 +554,11 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
         ok = visible[:, a] & visible[:, b] & visible[:, c]
         sev = np.where(ok, o["min_joint_angle_deg"] / np.maximum(angle, 1e-3), np.nan)
         out["angle"][name] = _rolling(sev, sustain)
-    # cut: the person mask shows background across the middle of a bone whose two ends are person,
-    # held over cut_hold_s: a limb cut off and carried away from its joint (a forearm floating off
-    # the elbow). The pose alone reads that only as a length step, often not even that: the model
-    # keeps the forearm at its usual length.
+    # cut: the person mask shows background across the middle of a bone whose root end (elbow,
+    # knee) is person, held over cut_hold_s: a limb cut off and carried away from its joint (a
+    # forearm floating off the elbow). The pose alone reads that only as a length step, often not
+    # even that: the model keeps the forearm at its usual length. The far end may be background:
+    # the model often puts the wrist in the gap.
     if limb_mask is not None:
         out["cut"] = _cut_severity(limb_mask, points, sure, size, fps, o)
     # not judged: frames without a credible body, limbs the model invents (rarely visible)
