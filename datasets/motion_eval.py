@@ -22,7 +22,9 @@ with its final settings. Version 6 (the swap test) was tuned on the same three t
 and run once with its final settings. Version 7 (the ``cut`` check on MediaPipe's person mask) was
 tuned on the same three tune splits; ``fresh15`` (15000-15039), ``fresh16`` (16000-16039) and
 ``fresh17`` (17000-17039) were made for it and run once with its final settings (``fresh12``-``14``
-had not been used for it either).
+had not been used for it either). Version 8 (the whole-limb stretch) was tuned on the same three tune
+splits; ``fresh18`` (18000-18039), ``fresh19`` (19000-19039) and ``fresh20`` (21000-21039: 20000-20249
+is ``tune2``) were made for it and run once with its final settings.
 ``fresh`` and ``fresh3`` are version 3's held-out seeds (on the old rig).
 ``--oracle SIGMA`` scores the puppets on their ground-truth keypoints plus jitter instead of on
 MediaPipe's tracks (:func:`oracle_landmarks`): what the checks find given a good pose track.
@@ -54,7 +56,8 @@ SPLITS = {"tune": range(0, 60), "tuneclean": range(60, 100), "holdout": range(10
           "fresh8": range(8000, 8040), "fresh9": range(9000, 9040), "fresh10": range(10000, 10040),
           "fresh11": range(11000, 11040), "fresh12": range(12000, 12040), "fresh13": range(13000, 13040),
           "fresh14": range(14000, 14040), "fresh15": range(15000, 15040), "fresh16": range(16000, 16040),
-          "fresh17": range(17000, 17040),
+          "fresh17": range(17000, 17040), "fresh18": range(18000, 18040), "fresh19": range(19000, 19040),
+          "fresh20": range(21000, 21040),
           "tune2": range(20000, 20250)}
 CLEAN_ONLY = {"tuneclean"}  # more clean dances (negatives) to tune against: the tune split has 12
 FPS_CHOICES = (8.0, 12.0, 24.0, 30.0)

@@ -10,8 +10,9 @@ Checks, each a per-frame, per-part severity where 1.0 sits at its threshold:
 
 - ``stretch``: a bone (upper arm, forearm, thigh, shin, neck) longer than its own reference
   (its 60th percentile in the clip, at least ``reference_floor`` x a human proportion) by
-  ``stretch_ratio`` while its whole limb is longer than its own by ``chain_ratio``, held over
-  ``stretch_hold_s``;
+  ``stretch_ratio`` while its whole limb is longer than its own by ``chain_ratio``, or a whole
+  limb (``left_arm`` ...: the sum of its two bones) longer than its own by ``limb_stretch_ratio``,
+  held over ``stretch_hold_s``;
 - ``jump``: a limb bone's length changes in a step by ``jump_ratio`` (either way) and keeps its
   new length: medians over ``jump_window_s`` before and after a frame, against the spread
   inside them (a limb turning out of the image plane shortens gradually); the whole limb must
@@ -92,6 +93,7 @@ DEFAULTS: dict[str, Any] = {
     "baseline_s": 0.1,
     "stretch_ratio": 1.3,
     "chain_ratio": 1.15,
+    "limb_stretch_ratio": 1.2,
     "stretch_hold_s": 0.3,
     "neck_ratio": 1.4,
     "max_speed": 16.0,
@@ -456,6 +458,14 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
         sev_bone = np.log(stretch_ratio(np.where(ok, bone_len(a, b), np.nan), nominal)) / math.log(o["stretch_ratio"])
         sev_chain = np.log(stretch_ratio(chain, chain_nominal)) / math.log(o["chain_ratio"])
         out["stretch"][name] = np.fmin(sev_bone, sev_chain)
+    # the whole limb longer than its own by limb_stretch_ratio (version 8), whichever bone grew: the
+    # model often spreads one stretched bone over both by sliding the elbow, so that neither bone
+    # reaches stretch_ratio. The sum of the two bones does not change when the elbow bends.
+    for limb, (root, hinge, tip) in zip(LIMB_PARTS, HINGES.values()):
+        ok = sure[:, root] & sure[:, hinge] & sure[:, tip]
+        chain = np.where(ok, bone_len(root, hinge) + bone_len(hinge, tip), np.nan)
+        chain_nominal = sum(n for x, y, n in BONES.values() if {x, y} <= {root, hinge, tip})
+        out["stretch"][limb] = np.log(stretch_ratio(chain, chain_nominal)) / math.log(o["limb_stretch_ratio"])
 
     # speed / accel / teleport of joints relative to the shoulders
     k = _frames(o["baseline_s"], fps)
@@ -658,7 +668,7 @@ class MotionDetector(BaseDetector):
     failure_mode: ClassVar[str] = "dance-motion breakage: stretched, detached, teleported or swapped limbs"
     requires: ClassVar[frozenset[str]] = frozenset({"pose"})
     higher_is_worse: ClassVar[bool] = True
-    version: ClassVar[str] = "7"
+    version: ClassVar[str] = "8"
     score_meaning: ClassVar[str] = (
         "Worst kinematic violation of the tracked person as a multiple of its threshold "
         "(bone stretch, bone-length jump, joint speed, jump-and-stay, left/right swap, limb dropout, joint angle, "

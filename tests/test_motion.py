@@ -115,6 +115,22 @@ def test_gradual_foreshortening_is_not_a_jump():
     assert not run(lm, fps).flagged
 
 
+@pytest.mark.parametrize("fps", [8.0, 12.0, 24.0, 30.0])
+def test_stretch_the_model_spreads_over_both_bones(fps):
+    """A pose model meeting one stretched bone often slides the elbow and spreads the stretch over
+    both bones, each under ``stretch_ratio`` (1.3): here both grow 1.25x for a second. The arm
+    as a whole is 1.25x its own length: ``stretch:left_arm``, at any frame rate."""
+    lm = dancer(fps)
+    a, b = int(1.5 * fps), int(2.5 * fps)
+    shoulder = lm[a:b, 11:12, :2]
+    lm[a:b, [13, 15, 17, 19, 21], :2] = shoulder + 1.25 * (lm[a:b, [13, 15, 17, 19, 21], :2] - shoulder)
+    checks = motion_checks(lm, (W, H), fps)
+    assert np.nanmax(checks["stretch"]["left_forearm"]) < 1.0 and np.nanmax(checks["stretch"]["left_upper_arm"]) < 1.0
+    r = run(lm, fps)
+    assert r.flagged and _found(r, "stretch:left_arm", a, b - 1), r.events
+    assert not run(dancer(fps), fps).flagged
+
+
 def test_elbow_sliding_along_the_arm_is_not_a_stretch():
     """The elbow is the pose model's least sure joint: sliding it lengthens one bone and
     shortens the other; the arm as a whole keeps its length."""
@@ -125,6 +141,7 @@ def test_elbow_sliding_along_the_arm_is_not_a_stretch():
     lm[a:b, 13, :2] = s_ + 0.8 * (w_ - s_)  # the elbow most of the way to the wrist
     checks = motion_checks(lm, (W, H), fps)
     assert np.nanmax(checks["stretch"]["left_upper_arm"]) < 1.0
+    assert np.nanmax(checks["stretch"]["left_arm"]) < 1.0
     # a step, too: the upper arm jumps to 1.5x and stays, but the arm as a whole does not
     assert np.nanmax(checks["jump"]["left_upper_arm"]) < 1.0, np.nanmax(checks["jump"]["left_upper_arm"])
 
