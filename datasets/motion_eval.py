@@ -65,9 +65,9 @@ FPS_CHOICES = (8.0, 12.0, 24.0, 30.0)
 
 def cached_pose(frames: np.ndarray, key: str) -> PoseTrack:
     """MediaPipe pose of ``frames`` ``(T, H, W, 3)``: landmarks ``(T, 33, 4)`` and the limb mask
-    profile ``(T, 8, S)``, cached by ``key`` and the frames' bytes. Tracks cached before the
-    profile existed are kept (turning the mask on leaves the landmarks bit for bit the same:
-    226 tune clips checked) and the profile is added."""
+    profile ``(T, 8, S)``, cached by ``key`` and the frames' bytes. A track cached before the
+    profile existed is made again whole (turning the mask on leaves the landmarks bit for bit the
+    same: 226 tune clips checked)."""
     digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
     path, mask_path = CACHE / f"{key}-{digest}.npy", CACHE / f"{key}-{digest}-limbmask.npy"
     size = (frames.shape[2], frames.shape[1])
@@ -75,10 +75,7 @@ def cached_pose(frames: np.ndarray, key: str) -> PoseTrack:
         return PoseTrack(np.load(path), size, np.load(mask_path))
     track = extract_pose(frames)
     CACHE.mkdir(parents=True, exist_ok=True)
-    if path.is_file():
-        track.landmarks = np.load(path)
-    else:
-        np.save(path, track.landmarks)
+    np.save(path, track.landmarks)
     np.save(mask_path, track.limb_mask)
     return track
 
@@ -168,14 +165,13 @@ def puppet_clips(seeds: range, clean_only: bool = False) -> list[tuple[str, np.n
     return out
 
 
-def _score(detector: MotionDetector, frames: np.ndarray, fps: float, landmarks: np.ndarray,
-           limb_mask: np.ndarray | None = None):
+def _score(detector: MotionDetector, frames: np.ndarray, fps: float, pose: PoseTrack):
     import torch
 
     t, h, w, _ = frames.shape
     video = Video(path="<memory>", frames=torch.zeros((t, 3, 1, 1), dtype=torch.uint8), fps=fps,
                   frame_indices=np.arange(t), source_size=(w, h), source_fps=fps, content_hash="")
-    return detector.score(VideoInputs(video=video, pose=PoseTrack(landmarks, (w, h), limb_mask)))
+    return detector.score(VideoInputs(video=video, pose=pose))
 
 
 def _events_text(result, n: int = 3) -> str:
@@ -236,7 +232,7 @@ def evaluate(split: str, detector: MotionDetector | None = None, show_jitter: bo
     for name, frames, fps in real_clips():
         track = cached_pose(frames, name.replace("/", "_").replace("@", "_"))
         lm = track.landmarks
-        r = _score(detector, frames, fps, lm, track.limb_mask)
+        r = _score(detector, frames, fps, track)
         if r.is_skipped:
             rows.append(f"  {name:32s} neg  skipped: {r.stats['skipped']}")
             neg_scores.append(0.0)
@@ -246,14 +242,15 @@ def evaluate(split: str, detector: MotionDetector | None = None, show_jitter: bo
         jitters.append((name, pose_jitter(lm, frames.shape[2:0:-1], fps)))
         rows.append(f"  {name:32s} neg  score {r.score:6.2f} flagged={r.flagged} events={_events_text(r)}")
     for name, frames, fps, truth in puppet_clips(SPLITS[split], split in CLEAN_ONLY):
-        mask = None  # oracle tracks have no person mask: the cut check does not run on them
         if oracle is None:
             track = cached_pose(frames, name.split("/")[0] + f"_{split}")
-            lm, mask = track.landmarks, track.limb_mask
         else:
             seed = int(name.split("/")[0].removeprefix("puppet"))
-            lm = oracle_landmarks(truth, frames.shape[2:0:-1], oracle, np.random.default_rng(seed))
-        r = _score(detector, frames, fps, lm, mask)
+            # no person mask on an oracle track: the cut check does not run on it
+            track = PoseTrack(oracle_landmarks(truth, frames.shape[2:0:-1], oracle, np.random.default_rng(seed)),
+                              frames.shape[2:0:-1])
+        lm = track.landmarks
+        r = _score(detector, frames, fps, track)
         if r.is_skipped:
             rows.append(f"  {name:32s} skipped: {r.stats['skipped']}")
             if truth["breaks"]:

@@ -444,6 +444,14 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
 
     hold = _frames(o["stretch_hold_s"], fps, 3) | 1
     bone_len = lambda a, b: np.linalg.norm(xy[:, a] - xy[:, b], axis=-1) / size  # noqa: E731
+    # each limb as a whole (root-hinge-tip, its two bones summed), against its own reference: the
+    # bones' stretch gate, the whole-limb stretch and the jump's limb step all read it
+    chains, chain_log_ratio, limb_names = {}, {}, dict(zip((j[1] for j in HINGES.values()), LIMB_PARTS))
+    for root, hinge, tip in HINGES.values():
+        ok = sure[:, root] & sure[:, hinge] & sure[:, tip]
+        chains[hinge] = np.where(ok, bone_len(root, hinge) + bone_len(hinge, tip), np.nan)
+        chain_nominal = sum(n for x, y, n in BONES.values() if {x, y} <= {root, hinge, tip})
+        chain_log_ratio[hinge] = np.log(stretch_ratio(chains[hinge], chain_nominal))
     bones = {**BONES, "neck": (NOSE, -1, 0.55)}
     for name, (a, b, nominal) in bones.items():
         if b < 0:
@@ -451,21 +459,15 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
             length = np.linalg.norm(xy[:, a] - mid, axis=-1) / size
             out["stretch"][name] = np.log(stretch_ratio(np.where(ok, length, np.nan), nominal)) / math.log(o["neck_ratio"])
             continue
-        root, hinge, tip = next(j for j in HINGES.values() if a in j and b in j)
-        ok = sure[:, root] & sure[:, hinge] & sure[:, tip]
-        chain = np.where(ok, bone_len(root, hinge) + bone_len(hinge, tip), np.nan)
-        chain_nominal = sum(n for x, y, n in BONES.values() if {x, y} <= {root, hinge, tip})
+        hinge = next(j[1] for j in HINGES.values() if a in j and b in j)
+        ok = np.isfinite(chains[hinge])  # the limb's three joints confident
         sev_bone = np.log(stretch_ratio(np.where(ok, bone_len(a, b), np.nan), nominal)) / math.log(o["stretch_ratio"])
-        sev_chain = np.log(stretch_ratio(chain, chain_nominal)) / math.log(o["chain_ratio"])
-        out["stretch"][name] = np.fmin(sev_bone, sev_chain)
+        out["stretch"][name] = np.fmin(sev_bone, chain_log_ratio[hinge] / math.log(o["chain_ratio"]))
     # the whole limb longer than its own by limb_stretch_ratio (version 8), whichever bone grew: the
     # model often spreads one stretched bone over both by sliding the elbow, so that neither bone
     # reaches stretch_ratio. The sum of the two bones does not change when the elbow bends.
-    for limb, (root, hinge, tip) in zip(LIMB_PARTS, HINGES.values()):
-        ok = sure[:, root] & sure[:, hinge] & sure[:, tip]
-        chain = np.where(ok, bone_len(root, hinge) + bone_len(hinge, tip), np.nan)
-        chain_nominal = sum(n for x, y, n in BONES.values() if {x, y} <= {root, hinge, tip})
-        out["stretch"][limb] = np.log(stretch_ratio(chain, chain_nominal)) / math.log(o["limb_stretch_ratio"])
+    for hinge, limb in limb_names.items():
+        out["stretch"][limb] = chain_log_ratio[hinge] / math.log(o["limb_stretch_ratio"])
 
     # speed / accel / teleport of joints relative to the shoulders
     k = _frames(o["baseline_s"], fps)
@@ -498,10 +500,8 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
     # slides along the arm lengthens one bone and shortens the other, a stretched or detached
     # bone lengthens the limb. One step series per limb, shared by its two bones.
     limb_sev = {}
-    for root, hinge, tip in HINGES.values():
-        chain = bone_len(root, hinge) + bone_len(hinge, tip)
-        log_chain = np.where(sure[:, root] & sure[:, hinge] & sure[:, tip], np.log(np.maximum(chain, 1e-3)), np.nan)
-        cstep, cspread = _jump(log_chain[:, None], jump_win)
+    for hinge, chain in chains.items():
+        cstep, cspread = _jump(np.log(np.maximum(chain, 1e-3))[:, None], jump_win)
         limb_sev[hinge] = np.where(jump_shot, cstep / (o["jump_chain_share"] * math.log(o["jump_ratio"]) + 3.0 * cspread), np.nan)
     for name, (a, b, _) in BONES.items():
         log_len = np.where(sure[:, a] & sure[:, b], np.log(np.maximum(bone_len(a, b), 1e-3)), np.nan)
@@ -622,7 +622,7 @@ def _held(x: np.ndarray, k: int) -> np.ndarray:
         return np.zeros_like(x)
     low = sliding_window_view(x, k).min(-1)  # (T - k + 1,): runs starting at i
     padded = np.concatenate([np.full(k - 1, -np.inf), low, np.full(k - 1, -np.inf)])
-    return np.maximum(sliding_window_view(padded, k).max(-1), 0.0)[:t] if k > 1 else x.copy()
+    return np.maximum(sliding_window_view(padded, k).max(-1), 0.0)
 
 
 def _limb_of(part: str) -> str:
