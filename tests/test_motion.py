@@ -385,6 +385,76 @@ def test_side_view_without_hips_keeps_the_body_size():
     assert not any(e.kind.startswith("stretch") for e in r.events), r.events
 
 
+@pytest.mark.parametrize("fps", [8.0, 12.0, 24.0, 30.0])
+def test_person_nearing_the_camera_is_not_stretched(fps):
+    """A dancer walks up to the camera until head and shoulders leave the top of the frame while
+    the legs stay in: sizes are measured on both sides of a frame, not carried over from the
+    frames before the shoulders left (the legs read 1.5-2x their length with a stale size)."""
+    for grow, seconds in ((2.0, 0.5), (2.0, 1.0), (3.0, 1.0)):
+        lm = dancer(fps)
+        t = np.arange(len(lm)) / fps
+        scale = grow ** np.clip((t - 1.0) / seconds, 0, 1)
+        feet = np.array([320.0, 470.0])
+        lm[..., :2] = (feet + (lm[..., :2] * np.array([W, H]) - feet) * scale[:, None, None]) / np.array([W, H])
+        assert (lm[-1, [0, 11, 12], 1] < 0).all()  # the head and shoulders are out of shot at the end
+        r = run(lm, fps)
+        assert not r.flagged, (grow, seconds, r.score, r.events[:3])
+
+
+def _turning(fps: float, arms: str, turns_per_s: float, seconds: float = 4.0) -> np.ndarray:
+    """``(T, 33, 4)`` a person turning on the spot twice from 1 s on (orthographic, labels by
+    anatomy, 1 px jitter); ``arms`` "out" (held out sideways), "down" or "mixed" (one of each)."""
+    rng = np.random.default_rng(0)
+    body = {0: (0, 90, 25), 11: (50, 150, 0), 12: (-50, 150, 0), 23: (30, 290, 0), 24: (-30, 290, 0),
+            25: (35, 370, 0), 26: (-35, 370, 0), 27: (38, 445, 0), 28: (-38, 445, 0)}
+    out_ = {13: (125, 150, 0), 14: (-125, 150, 0), 15: (195, 150, 0), 16: (-195, 150, 0)}
+    down = {13: (60, 225, 0), 14: (-60, 225, 0), 15: (65, 295, 0), 16: (-65, 295, 0)}
+    body.update({"out": out_, "down": down, "mixed": {13: out_[13], 15: out_[15], 14: down[14], 16: down[16]}}[arms])
+    t = np.arange(int(round(fps * seconds))) / fps
+    theta = 2 * np.pi * np.clip((t - 1.0) * turns_per_s, 0, 2.0)
+    lm = np.zeros((len(t), 33, 4), np.float32)
+    for i in range(33):
+        x, y, z = body[_NEAR.get(i, i)]
+        if i in (2, 5):  # eyes beside the nose
+            x, y = x + (12 if i == 2 else -12), y - 8
+        xr, zr = x * np.cos(theta) + z * np.sin(theta), -x * np.sin(theta) + z * np.cos(theta)
+        lm[:, i, 0] = (320 + xr + rng.normal(0, 1, len(t))) / W
+        lm[:, i, 1] = (y + rng.normal(0, 1, len(t))) / H
+        lm[:, i, 2] = -zr / W
+        lm[:, i, 3] = np.where((zr < -10) & (np.abs(xr) < 45), 0.5, 0.99)  # behind the torso: unsure
+    return lm
+
+
+@pytest.mark.parametrize("fps", [8.0, 12.0, 24.0, 30.0])
+def test_turning_on_the_spot_is_not_breakage(fps):
+    """Two turns (a pirouette) at 1 and 2 turns/s: the limbs foreshorten, the shoulders close
+    and reopen and left and right pass behind each other; none of it is breakage."""
+    for arms in ("out", "down", "mixed"):
+        for speed in (1.0, 2.0):
+            r = run(_turning(fps, arms, speed), fps)
+            assert not r.flagged, (arms, speed, r.score, r.events[:3])
+
+
+@pytest.mark.parametrize("fps", [8.0, 12.0, 24.0, 30.0])
+def test_arms_crossing_in_front_are_not_a_swap(fps):
+    """Both forearms swing across the chest (each wrist ends on the other side), hold 1 s and
+    swing back, in 0.2 s: the wrists change sides continuously, which is no left/right swap."""
+    lm = dancer(fps)
+    t = np.arange(len(lm)) / fps
+    s = np.clip((t - 1.5) / 0.2, 0, 1) - np.clip((t - 2.5) / 0.2, 0, 1)
+    s = (0.5 - 0.5 * np.cos(np.pi * s))[:, None]
+    px = lm[..., :2] * np.array([W, H])
+    for side, (sh, el, wr, hand) in ((1, (11, 13, 15, (17, 19, 21))), (-1, (12, 14, 16, (18, 20, 22)))):
+        elbow = px[:, sh] + np.array([-side * 10.0, 70.0])
+        wrist = elbow + np.array([-side * 70.0, -5.0 + side * 4.0])  # the forearm keeps its length
+        px[:, el] = (1 - s) * px[:, el] + s * elbow
+        px[:, [wr, *hand]] = ((1 - s) * px[:, wr] + s * wrist)[:, None]
+    lm[..., :2] = px / np.array([W, H])
+    assert (lm[int(2.0 * fps), 15, 0] < lm[int(2.0 * fps), 16, 0])  # the wrists have crossed
+    r = run(lm, fps)
+    assert not r.flagged, (r.score, r.events[:3])
+
+
 def test_registered_under_dance_alias():
     d = get_detector("dance")
     assert isinstance(d, MotionDetector) and d.requires == frozenset({"pose"})
