@@ -304,7 +304,7 @@ def body_size(points: np.ndarray, visible: np.ndarray, fps: float, window_s: flo
     # Only where the frame measures a size, and near the end of a run of measured frames not from
     # one side alone: a centred window there holds one side only, and its median lags a size that
     # changes fast (the frames before the shoulders leave the top of the shot as the person nears
-    # the camera read the legs 1.5-2x long with the smaller, older size). There the size is also
+    # the camera read the legs 1.1-3.2x long with the smaller, older size). There the size is also
     # taken from a window with both sides (shrunk to fit) and the larger of the two kept: at a
     # track's start the one-sided window is the steadier (bikes.mp4: the model's size still settling)
     win = _frames(window_s, fps, 3) | 1
@@ -315,21 +315,15 @@ def body_size(points: np.ndarray, visible: np.ndarray, fps: float, window_s: flo
 def _balanced_median(x: np.ndarray, half: int) -> np.ndarray:
     """``(T,)`` rolling nan-median of ``x`` ``(T,)`` over up to ``half`` frames each side, shrunk
     where needed so that each side holds at least half its frames; NaN where ``x`` is."""
-    out = np.where(np.isfinite(x), x, np.nan)
-    known = np.isfinite(x).astype(float)
+    t = np.arange(len(x))
+    known = np.concatenate([[0], np.cumsum(np.isfinite(x))])  # known[i]: measured frames before i
+    out = x.copy()
     for h in range(1, half + 1):
-        left = _rolling_sum(_shift(known, 1), h)  # frames t-h .. t-1
-        right = _rolling_sum(_shift(known, -h), h)  # frames t+1 .. t+h
+        left = known[t] - known[np.maximum(t - h, 0)]  # frames t-h .. t-1
+        right = known[np.minimum(t + 1 + h, len(x))] - known[t + 1]  # frames t+1 .. t+h
         ok = np.isfinite(x) & (2 * left >= h) & (2 * right >= h)
         out = np.where(ok, _rolling(x, 2 * h + 1), out)
     return out
-
-
-def _rolling_sum(x: np.ndarray, k: int) -> np.ndarray:
-    """``out[t] = sum(x[t - k + 1 .. t])``, NaN counted as 0."""
-    c = np.concatenate([[0.0], np.cumsum(np.nan_to_num(x))])
-    idx = np.arange(1, len(x) + 1)
-    return c[idx] - c[np.maximum(idx - k, 0)]
 
 
 def segment_ids(points: np.ndarray, present: np.ndarray, size: np.ndarray, cut_jump: float) -> np.ndarray:
