@@ -5,9 +5,11 @@ Hierarchy::
     EvalkitError
     ├── VideoDecodeError        a video file cannot be opened or decoded (names the file)
     ├── LayoutError             a checkpoint root, prompts.jsonl or checkpoint.json is malformed
+    ├── RootBusyError           another ``evalkit run`` holds the root's lock
     ├── UnknownDetectorError    a detector name is not registered (suggests close names)
     ├── DetectorConfigError     a detector got an unknown or invalid option
     ├── ShapeError              a tensor has the wrong shape (carries actual and expected)
+    ├── StoreError              a results store cannot be opened (newer schema, no driver, no server)
     └── ModelWeightsMissingError  local weights a detector needs are not where it looks
 """
 
@@ -34,6 +36,10 @@ class LayoutError(EvalkitError):
         self.problem = problem
 
 
+class RootBusyError(EvalkitError):
+    """Another ``evalkit run`` holds the root's lock (``ROOT/.evalkit.lock``)."""
+
+
 class UnknownDetectorError(EvalkitError, KeyError):
     def __init__(self, name: str, available: Sequence[str], suggestions: Sequence[str]) -> None:
         hint = f" Did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
@@ -49,6 +55,13 @@ class UnknownDetectorError(EvalkitError, KeyError):
 
 class DetectorConfigError(EvalkitError, ValueError):
     pass
+
+
+class StoreError(EvalkitError):
+    def __init__(self, store: str, problem: str) -> None:
+        super().__init__(f"{store}: {problem}")
+        self.store = store
+        self.problem = problem
 
 
 class ShapeError(EvalkitError, ValueError):

@@ -1,12 +1,23 @@
-"""The results store: one SQLite file per checkpoint root (``ROOT/evalkit.db`` by default).
+"""The results store: one SQLite file per checkpoint root (``ROOT/evalkit.db`` by default), or
+a PostgreSQL database a team shares (``--db postgresql://...`` or ``EVALKIT_DB``).
 
 A result row is keyed by (video content hash, detector name, detector version, config hash), so
 a re-run skips finished work and a changed config adds rows instead of overwriting. Per-frame
 series, events and maps are stored too (the review widgets read them). Every write commits at
-once: a run killed midway loses nothing already computed. Human labels live here as well.
+once: a run killed midway loses nothing already computed. Human labels live here as well; any
+number of processes may add them at the same time.
 
-The :class:`ResultStore` interface is what the runner, the report and the widgets use; SQLite
-is the only backend today.
+The :class:`ResultStore` interface is what the runner, the report and the widgets use;
+:func:`open_store` picks the backend from the ``db`` string. Both backends share the SQL below
+(written with ``?`` placeholders) and differ only in their DDL and connection handling.
+
+Schema versions (``evalkit_meta.schema_version``; a store without that table is version 1):
+
+    1  evalkit 0.1.0: items, results, errors, labels
+    2  + evalkit_meta; indexes on labels(video_hash) and errors(path, detector)
+
+Opening an older SQLite store copies it to ``evalkit.db.v<N>.bak`` and migrates it in one
+transaction; a store newer than this code raises :class:`~evalkit.errors.StoreError`.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -25,8 +37,11 @@ import numpy as np
 import pandas as pd
 
 from evalkit._types import DetectorResult, Event, to_jsonable
+from evalkit.errors import StoreError
 
 DEFAULT_DB_NAME = "evalkit.db"
+DB_ENV = "EVALKIT_DB"
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -74,9 +89,12 @@ class ResultStore(Protocol):
     def results_frame(self, checkpoint: str | None = None, detector: str | None = None) -> pd.DataFrame: ...
     def add_label(self, **label: Any) -> int: ...
     def labels_frame(self) -> pd.DataFrame: ...
+    def close(self) -> None: ...
 
 
-_SCHEMA = """
+# Version 1, exactly as evalkit 0.1.0 wrote it (a fresh SQLite store still starts from it, so a
+# migrated store and a new one are the same).
+_SQLITE_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS items (
     path TEXT PRIMARY KEY, video_hash TEXT NOT NULL, checkpoint TEXT, prompt_id TEXT, seed INTEGER,
     num_frames INTEGER, fps REAL, width INTEGER, height INTEGER, updated REAL, prompt_hash TEXT NOT NULL DEFAULT '-');
@@ -94,6 +112,19 @@ CREATE TABLE IF NOT EXISTS labels (
     note TEXT, payload TEXT);
 """
 
+# Steps from version N to N + 1, shared by both backends (portable SQL only).
+_MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE TABLE IF NOT EXISTS evalkit_meta (key TEXT PRIMARY KEY, value TEXT)",
+        "CREATE INDEX IF NOT EXISTS labels_video ON labels(video_hash)",
+        "CREATE INDEX IF NOT EXISTS errors_path ON errors(path, detector)",
+    ],
+}
+
+_RESULT_COLUMNS = ("video_hash", "detector", "version", "config_hash", "score", "flagged", "events", "stats",
+                   "series", "maps", "created", "prompt_hash")
+_RESULT_KEY = ("video_hash", "detector", "version", "config_hash", "prompt_hash")
+
 
 def _array_to_blob(array: np.ndarray | None) -> bytes | None:
     if array is None:
@@ -104,55 +135,72 @@ def _array_to_blob(array: np.ndarray | None) -> bytes | None:
 
 
 def _blob_to_array(blob: bytes | None) -> np.ndarray | None:
-    return None if blob is None else np.load(io.BytesIO(blob), allow_pickle=False)
+    return None if blob is None else np.load(io.BytesIO(bytes(blob)), allow_pickle=False)
 
 
-class SQLiteStore:
-    """:class:`ResultStore` on one SQLite file (WAL mode; safe for several readers and one writer)."""
+class SQLStore:
+    """:class:`ResultStore` over a DB-API connection; :class:`SQLiteStore` and
+    :class:`~evalkit._store_postgres.PostgresStore` supply the connection and the DDL.
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    One connection per store, guarded by a lock (the runner writes from one thread, a widget's
+    callbacks from another); every write is its own committed transaction.
+    """
+
+    #: how this store is named in messages and ``repr``
+    name: str
+
+    def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
-        self._conn.commit()
 
-    @classmethod
-    def for_root(cls, root: str | Path) -> SQLiteStore:
-        return cls(Path(root) / DEFAULT_DB_NAME)
+    # backend hooks ------------------------------------------------------------------------
+    def _execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        """Run one statement (``?`` placeholders) and commit; returns the cursor."""
+        raise NotImplementedError
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> tuple[list[str], list[tuple]]:
+        raise NotImplementedError
+
+    def _insert_returning_id(self, sql: str, params: Iterable[Any]) -> int:
+        raise NotImplementedError
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        raise NotImplementedError
 
-    def __enter__(self) -> SQLiteStore:
+    def schema_version(self) -> int:
+        _, rows = self._query("SELECT value FROM evalkit_meta WHERE key = 'schema_version'")
+        return int(rows[0][0])
+
+    # helpers ------------------------------------------------------------------------------
+    def __enter__(self) -> SQLStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _write(self, sql: str, params: Iterable[Any]) -> int:
-        with self._lock:
-            cur = self._conn.execute(sql, tuple(params))
-            self._conn.commit()
-            return int(cur.lastrowid or 0)
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    def _frame(self, sql: str, params: Iterable[Any] = ()) -> pd.DataFrame:
+        columns, rows = self._query(sql, params)
+        # what pandas.read_sql_query does, for both backends alike
+        return pd.DataFrame.from_records(rows, columns=columns, coerce_float=True)
+
+    def _one(self, sql: str, params: Iterable[Any]) -> tuple | None:
+        _, rows = self._query(sql, params)
+        return rows[0] if rows else None
 
     # results -----------------------------------------------------------------------------
     def has_result(self, key: ResultKey) -> bool:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT 1 FROM results WHERE video_hash=? AND detector=? AND version=? AND config_hash=? "
-                "AND prompt_hash=?",
-                (key.video_hash, key.detector, key.version, key.config_hash, key.prompt_hash),
-            ).fetchone()
-        return row is not None
+        return self._one(
+            "SELECT 1 FROM results WHERE video_hash=? AND detector=? AND version=? AND config_hash=? AND prompt_hash=?",
+            (key.video_hash, key.detector, key.version, key.config_hash, key.prompt_hash),
+        ) is not None
 
     def put_result(self, key: ResultKey, result: DetectorResult) -> None:
-        self._write(
-            "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        update = ", ".join(f"{c} = excluded.{c}" for c in _RESULT_COLUMNS if c not in _RESULT_KEY)
+        self._execute(
+            f"INSERT INTO results ({', '.join(_RESULT_COLUMNS)}) VALUES ({', '.join('?' * len(_RESULT_COLUMNS))}) "
+            f"ON CONFLICT ({', '.join(_RESULT_KEY)}) DO UPDATE SET {update}",
             (
                 key.video_hash, key.detector, key.version, key.config_hash,
                 None if not np.isfinite(result.score) else float(result.score),
@@ -167,22 +215,20 @@ class SQLiteStore:
         )
 
     def get_result(self, key: ResultKey) -> DetectorResult | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT score, flagged, events, stats, series, maps FROM results "
-                "WHERE video_hash=? AND detector=? AND version=? AND config_hash=? AND prompt_hash=?",
-                (key.video_hash, key.detector, key.version, key.config_hash, key.prompt_hash),
-            ).fetchone()
+        row = self._one(
+            "SELECT score, flagged, events, stats, series, maps FROM results "
+            "WHERE video_hash=? AND detector=? AND version=? AND config_hash=? AND prompt_hash=?",
+            (key.video_hash, key.detector, key.version, key.config_hash, key.prompt_hash),
+        )
         return None if row is None else _row_to_result(row)
 
     def latest_result(self, video_hash: str, detector: str) -> DetectorResult | None:
         """The most recently computed result of ``detector`` on a video, whatever its config."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT score, flagged, events, stats, series, maps FROM results "
-                "WHERE video_hash=? AND detector=? ORDER BY created DESC LIMIT 1",
-                (video_hash, detector),
-            ).fetchone()
+        row = self._one(
+            "SELECT score, flagged, events, stats, series, maps FROM results "
+            "WHERE video_hash=? AND detector=? ORDER BY created DESC LIMIT 1",
+            (video_hash, detector),
+        )
         return None if row is None else _row_to_result(row)
 
     # items and errors --------------------------------------------------------------------
@@ -190,8 +236,9 @@ class SQLiteStore:
         # A run that only finds stored results knows no frame count: keep what an earlier run
         # recorded for the same file instead of wiping it.
         keep = lambda col: f"{col} = COALESCE(excluded.{col}, CASE WHEN items.video_hash = excluded.video_hash THEN items.{col} END)"  # noqa: E731
-        self._write(
-            "INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET "
+        self._execute(
+            "INSERT INTO items (path, video_hash, checkpoint, prompt_id, seed, num_frames, fps, width, height, "
+            "updated, prompt_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET "
             "video_hash = excluded.video_hash, checkpoint = excluded.checkpoint, prompt_id = excluded.prompt_id, "
             "seed = excluded.seed, updated = excluded.updated, prompt_hash = excluded.prompt_hash, "
             + ", ".join(keep(c) for c in ("num_frames", "fps", "width", "height")),
@@ -200,21 +247,21 @@ class SQLiteStore:
         )
 
     def put_error(self, path: str, detector: str, message: str, checkpoint: str | None = None) -> None:
-        self._write(
+        self._execute(
             "INSERT INTO errors (path, checkpoint, detector, message, created) VALUES (?,?,?,?,?)",
             (path, checkpoint, detector, message, time.time()),
         )
 
     def errors_frame(self) -> pd.DataFrame:
-        with self._lock:
-            # A bad file fails again on every run: show each (path, detector) once, newest message.
-            return pd.read_sql_query(
-                "SELECT path, checkpoint, detector, message, MAX(created) AS created FROM errors "
-                "GROUP BY path, detector ORDER BY created", self._conn)
+        # A bad file fails again on every run: show each (path, detector) once, newest message.
+        df = self._frame("SELECT path, checkpoint, detector, message, created FROM errors ORDER BY id")
+        df = df.drop_duplicates(["path", "detector"], keep="last")
+        return df.sort_values("created", kind="stable").reset_index(drop=True)
 
     def items_frame(self) -> pd.DataFrame:
-        with self._lock:
-            return pd.read_sql_query("SELECT * FROM items", self._conn)
+        return self._frame(
+            "SELECT path, video_hash, checkpoint, prompt_id, seed, num_frames, fps, width, height, updated, "
+            "prompt_hash FROM items")
 
     def results_frame(
         self, checkpoint: str | None = None, detector: str | None = None, latest_only: bool = True,
@@ -240,8 +287,7 @@ class SQLiteStore:
         if detector is not None:
             sql += " AND r.detector = ?"
             params.append(detector)
-        with self._lock:
-            df = pd.read_sql_query(sql, self._conn, params=params)
+        df = self._frame(sql, params)
         if latest_only and len(df):
             df = df.sort_values("created").drop_duplicates(["video", "detector"], keep="last")
         df["flagged"] = df["flagged"].astype(bool)
@@ -268,19 +314,144 @@ class SQLiteStore:
         values = [label.get(f) for f in self._LABEL_FIELDS]
         values[-1] = json.dumps(to_jsonable(values[-1])) if values[-1] is not None else None
         cols = ", ".join(f'"{f}"' for f in self._LABEL_FIELDS)
-        return self._write(
+        return self._insert_returning_id(
             f"INSERT INTO labels ({cols}, created) VALUES ({', '.join('?' * len(values))}, ?)",
             [*values, time.time()],
         )
 
     def delete_label(self, label_id: int) -> None:
-        self._write("DELETE FROM labels WHERE id = ?", (label_id,))
+        self._execute("DELETE FROM labels WHERE id = ?", (int(label_id),))
 
     def labels_frame(self) -> pd.DataFrame:
-        with self._lock:
-            df = pd.read_sql_query("SELECT * FROM labels ORDER BY id", self._conn)
+        df = self._frame(
+            'SELECT id, video_hash, path, checkpoint, prompt_id, reviewer, created, kind, failure_mode, value, '
+            'start, "end", note, payload FROM labels ORDER BY id')
         df["payload"] = [json.loads(x) if isinstance(x, str) and x else None for x in df["payload"]]
         return df
+
+
+class SQLiteStore(SQLStore):
+    """:class:`ResultStore` on one SQLite file (WAL mode: several readers and writers, in
+    several processes; a writer waits up to 60 s for another's commit)."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.name = str(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._prepare()
+
+    @classmethod
+    def for_root(cls, root: str | Path) -> SQLiteStore:
+        return cls(Path(root) / DEFAULT_DB_NAME)
+
+    def _found_version(self) -> int | None:
+        """The schema version on disk; None for an empty file."""
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "evalkit_meta" in tables:
+            row = self._conn.execute("SELECT value FROM evalkit_meta WHERE key = 'schema_version'").fetchone()
+            return int(row[0]) if row else 1
+        return 1 if "items" in tables else None
+
+    def _prepare(self) -> None:
+        found = self._found_version()
+        if found is not None and found > SCHEMA_VERSION:
+            self._conn.close()
+            raise StoreError(self.name, f"expected schema version <= {SCHEMA_VERSION}, got {found}: "
+                                        "written by a newer evalkit; upgrade evalkit to open it")
+        if found is not None and found < SCHEMA_VERSION:
+            # A copy first: a migration is one transaction, but a backup costs one file copy.
+            backup = self.path.with_name(f"{self.path.name}.v{found}.bak")
+            if not backup.exists():
+                with sqlite3.connect(str(backup)) as target:
+                    self._conn.backup(target)
+                target.close()
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")  # one process creates or migrates; others wait
+            try:
+                found = self._found_version()  # again: another process may have done it meanwhile
+                if found is None:  # statement by statement: executescript would COMMIT midway
+                    for statement in _SQLITE_SCHEMA_V1.split(";"):
+                        if statement.strip():
+                            self._conn.execute(statement)
+                    found = 1
+                _migrate(lambda sql, params=(): self._conn.execute(sql, tuple(params)), found)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                self._conn.close()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params))  # autocommit: one statement, one transaction
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> tuple[list[str], list[tuple]]:
+        with self._lock:
+            cur = self._conn.execute(sql, tuple(params))
+            return [d[0] for d in cur.description], cur.fetchall()
+
+    def _insert_returning_id(self, sql: str, params: Iterable[Any]) -> int:
+        with self._lock:
+            return int(self._conn.execute(sql, tuple(params)).lastrowid)
+
+
+def _migrate(execute: Any, found: int) -> None:
+    """Bring a store from version ``found`` to :data:`SCHEMA_VERSION` inside the caller's
+    transaction, recording the version reached."""
+    for version in range(found, SCHEMA_VERSION):
+        for statement in _MIGRATIONS[version]:
+            execute(statement)
+    if found < SCHEMA_VERSION:
+        execute("INSERT INTO evalkit_meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+        if found > 0:
+            execute("INSERT INTO evalkit_meta (key, value) VALUES ('migrated_from', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(found),))
+
+
+def is_postgres(db: str | Path) -> bool:
+    """Whether ``db`` names a PostgreSQL database (a ``postgresql://`` or ``postgres://`` URL)."""
+    return str(db).startswith(("postgresql://", "postgres://"))
+
+
+def resolve_db(db: str | Path | None = None, root: str | Path | None = None) -> str:
+    """Which store to use: ``db`` if given, else ``$EVALKIT_DB``, else ``ROOT/evalkit.db``."""
+    chosen = db or os.environ.get(DB_ENV)
+    if chosen:
+        return str(chosen)
+    if root is None:
+        raise StoreError("(no store)", f"expected a db argument, ${DB_ENV} or a checkpoint root, got none")
+    root = Path(root)
+    return str(root if root.is_file() else root / DEFAULT_DB_NAME)
+
+
+def open_store(db: str | Path | None = None, root: str | Path | None = None, create: bool = True) -> SQLStore:
+    """Open the store named by ``db`` (a SQLite path or a ``postgresql://`` URL; see
+    :func:`resolve_db` for the default). With ``create=False`` a missing SQLite file raises
+    :class:`~evalkit.errors.LayoutError` instead of being created.
+
+    Raises:
+        StoreError: the store is newer than this code, the PostgreSQL driver is missing or the
+            server cannot be reached.
+    """
+    target = resolve_db(db, root)
+    if is_postgres(target):
+        from evalkit._store_postgres import PostgresStore
+
+        return PostgresStore(target)
+    if not create and not Path(target).is_file():
+        from evalkit.errors import LayoutError
+
+        raise LayoutError(target, "no results store here; run `evalkit run ROOT` first")
+    return SQLiteStore(target)
 
 
 def _row_to_result(row: tuple) -> DetectorResult:
@@ -297,12 +468,16 @@ def _row_to_result(row: tuple) -> DetectorResult:
 
 
 def load_results(root: str | Path, checkpoint: str | None = None, detector: str | None = None,
-                 with_arrays: bool = False) -> pd.DataFrame:
-    """Stored results of checkpoint root ``root`` as a DataFrame (see :meth:`SQLiteStore.results_frame`)."""
-    db = Path(root) / DEFAULT_DB_NAME if Path(root).is_dir() else Path(root)
-    if not db.is_file():
-        from evalkit.errors import LayoutError
+                 with_arrays: bool = False, db: str | Path | None = None) -> pd.DataFrame:
+    """Stored results of checkpoint root ``root`` as a DataFrame (see :meth:`SQLStore.results_frame`).
 
-        raise LayoutError(str(db), "no results store here; run `evalkit run ROOT` first")
-    with SQLiteStore(db) as store:
-        return store.results_frame(checkpoint=checkpoint, detector=detector, with_arrays=with_arrays)
+    ``root`` may also be a store file. ``db`` (default ``$EVALKIT_DB``, else ``ROOT/evalkit.db``)
+    names the store; a shared store gives only the videos under ``root``.
+    """
+    shared = db or os.environ.get(DB_ENV)
+    with open_store(db, root=root, create=False) as store:
+        df = store.results_frame(checkpoint=checkpoint, detector=detector, with_arrays=with_arrays)
+    if shared and Path(root).is_dir():
+        prefix = str(Path(root).resolve()) + os.sep
+        df = df[df["video"].str.startswith(prefix)].reset_index(drop=True)
+    return df

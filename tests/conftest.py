@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +57,57 @@ def synthetic_frames(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
         g = ((xx + 3 * i) % w) * 180 // max(w - 1, 1)
         frames.append(np.clip(base + g[..., None] + (yy[..., None] * 40 // max(h, 1)), 0, 255))
     return np.stack(frames).astype(np.uint8)
+
+
+# PostgreSQL ---------------------------------------------------------------------------------
+# tests/setup_postgres.sh starts a throwaway server and exports its URL here; .ci/run does that.
+POSTGRES_ENV = "EVALKIT_TEST_POSTGRES"
+
+
+def _no_postgres(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but no PostgreSQL server for the store tests: {reason}", pytrace=False)
+    pytest.skip(f"no PostgreSQL server ({reason}); run `eval \"$(bash tests/setup_postgres.sh start)\"`")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """URL of the test server; skips without one, fails without one under CI=true."""
+    dsn = os.environ.get(POSTGRES_ENV)
+    if not dsn:
+        _no_postgres(f"${POSTGRES_ENV} is not set")
+    try:
+        import psycopg
+    except ImportError:
+        _no_postgres("psycopg is not installed")
+    try:
+        psycopg.connect(dsn, connect_timeout=10).close()
+    except psycopg.OperationalError as exc:
+        _no_postgres(f"cannot connect to {dsn}: {exc}")
+    return dsn
+
+
+def with_search_path(dsn: str, schema: str) -> str:
+    """``dsn`` whose tables live in ``schema``."""
+    return f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def postgres_db(postgres_server: str) -> str:
+    """A URL to an empty store of its own (a fresh schema, dropped afterwards)."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield with_search_path(postgres_server, schema)
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each backend in turn: a SQLite path or a PostgreSQL URL, for :func:`evalkit.store.open_store`."""
+    if request.param == "sqlite":
+        return str(tmp_path / "evalkit.db")
+    return request.getfixturevalue("postgres_db")
