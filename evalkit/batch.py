@@ -23,7 +23,7 @@ from evalkit.aggregate import Regression, checkpoint_order, detector_aggregates,
 from evalkit.errors import EvalkitError, LayoutError
 from evalkit.layout import RootLayout, scan_root
 from evalkit.runner import Runner, resolve_detectors
-from evalkit.store import SQLiteStore
+from evalkit.store import open_store
 from evalkit.video import DecodeOptions
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def run_root(
     for problem in layout.problems:
         log.error("%s", problem)
     try:
-        with SQLiteStore(Path(db) if db else root / "evalkit.db") as store, Runner(
+        with open_store(db, root=root) as store, Runner(
             instances, decode=decode, workers=workers
         ) as runner:
             for outcome in runner.run(layout.items, store=store, progress=progress):

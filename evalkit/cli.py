@@ -57,6 +57,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0)
 
 
+_DB_HELP = "results store: a SQLite file or a postgresql:// URL (default $EVALKIT_DB, else ROOT/evalkit.db)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="evaluate a checkpoint root, store results, write report.html")
     p.add_argument("root")
-    p.add_argument("--db", help="results store (default ROOT/evalkit.db)")
+    p.add_argument("--db", help=_DB_HELP)
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for another run's lock")
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--on-regression", help="command to run when a regression is found (no shell)")
@@ -83,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root")
     p.add_argument("--every", default="10m", help="interval, e.g. 30s, 10m, 1h")
     p.add_argument("--iterations", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--db")
+    p.add_argument("--db", help=_DB_HELP)
     p.add_argument("--wait", type=float, default=0.0)
     p.add_argument("--on-regression")
     _add_common(p)
@@ -94,9 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint")
     p.add_argument("--detector")
     p.add_argument("--output", "-o")
+    p.add_argument("--db", help=_DB_HELP)
 
     p = sub.add_parser("report", help="rewrite ROOT/report.html from the store")
     p.add_argument("root")
+    p.add_argument("--db", help=_DB_HELP)
 
     sub.add_parser("detectors", help="list detectors, what they need and what their score means")
     return parser
@@ -207,7 +212,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 def _cmd_results(args: argparse.Namespace) -> int:
     from evalkit.store import load_results
 
-    df = load_results(args.root, checkpoint=args.checkpoint, detector=args.detector)
+    df = load_results(args.root, checkpoint=args.checkpoint, detector=args.detector, db=args.db)
     records = []
     for row in df.itertuples(index=False):
         record = {"video": row.video, "detector": row.detector,
@@ -227,8 +232,10 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from evalkit.report import write_report
+    from evalkit.store import open_store
 
-    print(write_report(args.root))
+    with open_store(args.db, root=args.root, create=False) as store:
+        print(write_report(args.root, store=store))
     return 0
 
 

@@ -35,8 +35,9 @@ def default_reviewer() -> str:
         return "reviewer"
 
 
-def open_data(root: str | Path | ReviewData) -> ReviewData:
-    return root if isinstance(root, ReviewData) else ReviewData(root)
+def open_data(root: str | Path | ReviewData, db: str | Path | None = None) -> ReviewData:
+    """``root`` itself if already open, else the root with its store (``db``: see :class:`ReviewData`)."""
+    return root if isinstance(root, ReviewData) else ReviewData(root, db=db)
 
 
 class PlayerWidget(anywidget.AnyWidget):

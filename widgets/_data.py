@@ -24,7 +24,7 @@ import pandas as pd
 from evalkit.aggregate import checkpoint_order
 from evalkit.errors import LayoutError
 from evalkit.layout import scan_root
-from evalkit.store import DEFAULT_DB_NAME, SQLiteStore
+from evalkit.store import SQLStore, open_store
 from evalkit.video import DecodeOptions, decode_video, write_video
 
 from evalkit.widgets._scoring import detector_info
@@ -93,18 +93,19 @@ def overlay_bytes(maps: np.ndarray) -> tuple[bytes, list[int]]:
 class ReviewData:
     """A checkpoint root opened for review: its store, layout, prompts and browser copies.
 
+    ``db`` names the store (a SQLite file or a ``postgresql://`` URL; default ``$EVALKIT_DB``,
+    else ``ROOT/evalkit.db``) when no open ``store`` is given.
+
     Raises:
         LayoutError: ``root`` is not a directory or holds no results store.
+        StoreError: ``db`` cannot be opened (see :func:`evalkit.store.open_store`).
     """
 
-    def __init__(self, root: str | Path, store: SQLiteStore | None = None, cache_dir: str | Path | None = None,
-                 max_side: int = BROWSER_MAX_SIDE) -> None:
+    def __init__(self, root: str | Path, store: SQLStore | None = None, cache_dir: str | Path | None = None,
+                 max_side: int = BROWSER_MAX_SIDE, db: str | Path | None = None) -> None:
         self.root = Path(root)
         if store is None:
-            db = self.root / DEFAULT_DB_NAME
-            if not db.is_file():
-                raise LayoutError(str(db), "expected a results store; run `evalkit run ROOT` first")
-            store = SQLiteStore(db)
+            store = open_store(db, root=self.root, create=False)
         self.store = store
         self.layout = scan_root(self.root)
         self.prompts = {k: p.prompt for k, p in self.layout.prompts.items()}

@@ -48,8 +48,9 @@ class Calibration(W.VBox):
     :meth:`refresh` (re-read labels), :attr:`thresholds`, ``on_threshold(callback)``.
     """
 
-    def __init__(self, root: str | Path | ReviewData, detectors: list[str] | None = None) -> None:
-        self.data = open_data(root)
+    def __init__(self, root: str | Path | ReviewData, detectors: list[str] | None = None,
+                 db: str | Path | None = None) -> None:
+        self.data = open_data(root, db)
         self._results = self.data.results()
         self.detectors = detectors if detectors is not None else self.data.detectors()
         self.thresholds: dict[str, float] = {}

@@ -32,6 +32,7 @@ class SideBySide(PlayerWidget):
 
     Args:
         root: the checkpoint root (or an open :class:`ReviewData`).
+        db: the store when ``root`` is a path (default ``$EVALKIT_DB``, else ``ROOT/evalkit.db``).
         prompt_id: the prompt to compare.
         seed: its seed (default: the lowest seed present).
         checkpoints: 2-4 checkpoint names (default: up to 4 spread across the curriculum).
@@ -42,8 +43,9 @@ class SideBySide(PlayerWidget):
     """
 
     def __init__(self, root: str | Path | ReviewData, prompt_id: str, seed: int | None = None,
-                 checkpoints: Sequence[str] | None = None, overlay: str | None = None) -> None:
-        data = open_data(root)
+                 checkpoints: Sequence[str] | None = None, overlay: str | None = None,
+                 db: str | Path | None = None) -> None:
+        data = open_data(root, db)
         super().__init__(data, failure_modes=[], mode="compare")
         candidates = [c for c in data.clips() if c.prompt_id == prompt_id]
         seeds = sorted({c.seed for c in candidates}, key=lambda s: (s is not None, s or 0))
@@ -88,6 +90,7 @@ class BlindedAB(PlayerWidget):
 
     Args:
         root: the checkpoint root (or an open :class:`ReviewData`).
+        db: the store when ``root`` is a path (default ``$EVALKIT_DB``, else ``ROOT/evalkit.db``).
         checkpoint_a, checkpoint_b: the two checkpoints (win rates are reported for ``a``).
         reviewer: who votes (default ``$EVALKIT_REVIEWER`` or the login name).
         seed: random seed of the pair order and sides (default: fresh randomness).
@@ -101,8 +104,9 @@ class BlindedAB(PlayerWidget):
     ab_marks = traitlets.Dict().tag(sync=True)
 
     def __init__(self, root: str | Path | ReviewData, checkpoint_a: str, checkpoint_b: str, reviewer: str | None = None,
-                 seed: int | None = None, failure_modes: list[str] | None = None) -> None:
-        data = open_data(root)
+                 seed: int | None = None, failure_modes: list[str] | None = None,
+                 db: str | Path | None = None) -> None:
+        data = open_data(root, db)
         super().__init__(data, reviewer=reviewer, failure_modes=failure_modes, mode="ab")
         if checkpoint_a == checkpoint_b:
             raise ValueError(f"BlindedAB: expected two different checkpoints, got {checkpoint_a!r} twice")

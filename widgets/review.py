@@ -27,6 +27,7 @@ class VideoReview(PlayerWidget):
 
     Args:
         root: the checkpoint root (or an open :class:`ReviewData`).
+        db: the store when ``root`` is a path (default ``$EVALKIT_DB``, else ``ROOT/evalkit.db``).
         videos: paths to review, in order (default: every scored clip, in checkpoint order).
         checkpoint: only this checkpoint's clips (when ``videos`` is None).
         reviewer: who labels (default ``$EVALKIT_REVIEWER`` or the login name).
@@ -42,8 +43,9 @@ class VideoReview(PlayerWidget):
 
     def __init__(self, root: str | Path | ReviewData, videos: Sequence[str | Path] | None = None,
                  checkpoint: str | None = None, reviewer: str | None = None,
-                 failure_modes: list[str] | None = None, overlay: str | None = None, start: int = 0) -> None:
-        data = open_data(root)
+                 failure_modes: list[str] | None = None, overlay: str | None = None, start: int = 0,
+                 db: str | Path | None = None) -> None:
+        data = open_data(root, db)
         super().__init__(data, reviewer=reviewer, failure_modes=failure_modes, mode="review")
         self.overlay = overlay
         self.videos: list[Clip] = data.clips(checkpoint) if videos is None else [data.clip(v) for v in videos]
@@ -244,11 +246,12 @@ class ReviewQueue(VideoReview):
 
     def __init__(self, root: str | Path | ReviewData, reviewer: str | None = None, checkpoint: str | None = None,
                  thresholds: dict[str, float] | None = None, failure_modes: list[str] | None = None,
-                 overlay: str | None = None, per_reviewer: bool = False) -> None:
+                 overlay: str | None = None, per_reviewer: bool = False, db: str | Path | None = None) -> None:
         self.thresholds = dict(thresholds or {})
         self.per_reviewer = per_reviewer
         self._history: list[int] = []
-        super().__init__(root, checkpoint=checkpoint, reviewer=reviewer, failure_modes=failure_modes, overlay=overlay)
+        super().__init__(root, checkpoint=checkpoint, reviewer=reviewer, failure_modes=failure_modes, overlay=overlay,
+                         db=db)
 
     def _reviewed_hashes(self) -> set[str]:
         labels = self.data.labels()
