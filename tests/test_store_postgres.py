@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from evalkit.batch import run_root
 from evalkit.cli import main
 from evalkit.store import load_results, open_store
+
+pytestmark = pytest.mark.postgres
 
 
 def _exported(capsys, *argv: str) -> list[dict]:
