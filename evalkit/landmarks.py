@@ -34,8 +34,16 @@ LIMB_MASK_SAMPLES = 21  # points from joint a (0) to joint b (1), both included
 LIMB_MASK_ACROSS = (-0.08, 0.0, 0.08)  # offsets across the bone, in bone lengths; the profile keeps their max
 
 
+# "mediapipe": MediaPipe's own graphs (mp.solutions). "litert": the same model files through
+# LiteRT with evalkit's re-implementation of the graphs (evalkit._landmark_pipeline); the face
+# mesh uses the classic face_landmark + iris_landmark models (LiteRT lacks the attention
+# model's custom ops).
+LANDMARK_BACKENDS = ("mediapipe", "litert")
+
+
 @dataclass(frozen=True)
 class LandmarkOptions:
+    backend: str = "mediapipe"
     max_faces: int = 2
     face_min_detection_confidence: float = 0.5
     face_min_tracking_confidence: float = 0.5
@@ -106,32 +114,62 @@ def _drop_duplicate_faces(
     return points[sorted(kept)]
 
 
+def _track_faces(found_per_frame, t: int, size: tuple[int, int], options: LandmarkOptions) -> FaceTrack:
+    """Per-frame face lists (``(N, 478, 3)`` normalised) -> :class:`FaceTrack` with stable slots."""
+    out = np.full((t, options.max_faces, NUM_FACE_POINTS, 3), np.nan, np.float32)
+    centres = np.full((options.max_faces, 2), np.nan, np.float32)
+    for i, points in enumerate(found_per_frame):
+        if not len(points):
+            continue
+        points = _drop_duplicate_faces(points, centres, size, options.face_duplicate_iou)
+        slots = _assign_slots(centres, points[:, :, :2].mean(axis=1))
+        for k, slot in enumerate(slots):
+            if slot >= 0:
+                out[i, slot] = points[k]
+                centres[slot] = points[k, :, :2].mean(axis=0)
+    return FaceTrack(landmarks=out, image_size=size)
+
+
 def extract_face(frames_hwc: np.ndarray, options: LandmarkOptions = LandmarkOptions()) -> FaceTrack:
-    """Face mesh over ``(T, H, W, 3)`` uint8 RGB frames -> :class:`FaceTrack` ``(T, F, 478, 3)``."""
+    """Face mesh over ``(T, H, W, 3)`` uint8 RGB frames -> :class:`FaceTrack` ``(T, F, 478, 3)``,
+    with the backend of ``options.backend``."""
+    if options.backend == "litert":
+        return _extract_face_pipeline(frames_hwc, options, _engine(options.backend))
     import mediapipe as mp_
 
     t, h, w, _ = frames_hwc.shape
-    out = np.full((t, options.max_faces, NUM_FACE_POINTS, 3), np.nan, np.float32)
-    centres = np.full((options.max_faces, 2), np.nan, np.float32)
-    with mp_.solutions.face_mesh.FaceMesh(
-        static_image_mode=False,
-        max_num_faces=options.max_faces,
-        refine_landmarks=True,
-        min_detection_confidence=options.face_min_detection_confidence,
-        min_tracking_confidence=options.face_min_tracking_confidence,
-    ) as mesh:
-        for i in range(t):
-            found = mesh.process(frames_hwc[i]).multi_face_landmarks or []
-            if not found:
-                continue
-            points = np.array([[(p.x, p.y, p.z) for p in face.landmark] for face in found], np.float32)
-            points = _drop_duplicate_faces(points, centres, (w, h), options.face_duplicate_iou)
-            slots = _assign_slots(centres, points[:, :, :2].mean(axis=1))
-            for k, slot in enumerate(slots):
-                if slot >= 0:
-                    out[i, slot] = points[k]
-                    centres[slot] = points[k, :, :2].mean(axis=0)
-    return FaceTrack(landmarks=out, image_size=(w, h))
+
+    def frames():
+        with mp_.solutions.face_mesh.FaceMesh(
+            static_image_mode=False,
+            max_num_faces=options.max_faces,
+            refine_landmarks=True,
+            min_detection_confidence=options.face_min_detection_confidence,
+            min_tracking_confidence=options.face_min_tracking_confidence,
+        ) as mesh:
+            for i in range(t):
+                found = mesh.process(frames_hwc[i]).multi_face_landmarks or []
+                yield np.array([[(p.x, p.y, p.z) for p in face.landmark] for face in found], np.float32)
+
+    return _track_faces(frames(), t, (w, h), options)
+
+
+def _engine(backend: str):
+    if backend == "litert":
+        from evalkit._litert import LiteRTEngine
+
+        return LiteRTEngine(threads=1)
+    raise ValueError(f"expected landmark backend one of {LANDMARK_BACKENDS}, got {backend!r}")
+
+
+def _extract_face_pipeline(frames_hwc: np.ndarray, options: LandmarkOptions, engine) -> FaceTrack:
+    """Face mesh through :mod:`evalkit._landmark_pipeline` with any engine."""
+    from evalkit._landmark_pipeline import FaceMeshTracker, FaceSettings
+
+    t, h, w, _ = frames_hwc.shape
+    tracker = FaceMeshTracker(engine, FaceSettings(options.max_faces, options.face_min_detection_confidence,
+                                                   options.face_min_tracking_confidence))
+    return _track_faces((tracker(frames_hwc[i]) for i in range(t)), t, (w, h), options)
 
 
 def pose_graph(options: LandmarkOptions = LandmarkOptions(), segmentation: bool = False) -> Any:
@@ -162,6 +200,13 @@ def limb_mask_profile(mask: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         outside the frame (outside is unknown, not background) or the bone is shorter than 4 px.
     """
     h, w = mask.shape
+    return _limb_mask_profile_at(lambda x, y: mask[y, x], landmarks, (w, h))
+
+
+def _limb_mask_profile_at(sample, landmarks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """:func:`limb_mask_profile` with the mask read through ``sample(x, y)`` at integer pixel
+    arrays (the pipeline backends sample their ROI mask there instead of warping it whole)."""
+    w, h = size
     pts = landmarks[:, :2].astype(np.float64) * (w, h)
     bones = np.array(LIMB_MASK_BONES)
     a, b = pts[bones[:, 0]], pts[bones[:, 1]]  # (B, 2)
@@ -175,14 +220,17 @@ def limb_mask_profile(mask: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     inside = (xy[..., 0] >= 0) & (xy[..., 0] <= w - 1) & (xy[..., 1] >= 0) & (xy[..., 1] <= h - 1)
     x = np.clip(np.nan_to_num(np.rint(xy[..., 0])), 0, w - 1).astype(np.intp)
     y = np.clip(np.nan_to_num(np.rint(xy[..., 1])), 0, h - 1).astype(np.intp)
-    value = np.where(inside, mask[y, x], np.nan).max(-1)  # any sample across outside -> NaN
+    value = np.where(inside, sample(x, y), np.nan).max(-1)  # any sample across outside -> NaN
     value[~(length[:, 0] >= 4.0)] = np.nan
     return value.astype(np.float16)
 
 
 def extract_pose(frames_hwc: np.ndarray, options: LandmarkOptions = LandmarkOptions()) -> PoseTrack:
     """Pose over ``(T, H, W, 3)`` uint8 RGB frames -> :class:`PoseTrack` ``(T, 33, 4)``, with the
-    person-mask profile along each limb (``limb_mask``) when ``options.pose_limb_mask``."""
+    person-mask profile along each limb (``limb_mask``) when ``options.pose_limb_mask``, with the
+    backend of ``options.backend``."""
+    if options.backend == "litert":
+        return _extract_pose_pipeline(frames_hwc, options, _engine(options.backend))
     t, h, w, _ = frames_hwc.shape
     out = np.full((t, NUM_POSE_POINTS, 4), np.nan, np.float32)
     profile = (np.full((t, len(LIMB_MASK_BONES), LIMB_MASK_SAMPLES), np.nan, np.float16)
@@ -194,6 +242,34 @@ def extract_pose(frames_hwc: np.ndarray, options: LandmarkOptions = LandmarkOpti
                 out[i] = [(p.x, p.y, p.z, p.visibility) for p in result.pose_landmarks.landmark]
                 if profile is not None and result.segmentation_mask is not None:
                     profile[i] = limb_mask_profile(result.segmentation_mask, out[i])
+    return PoseTrack(landmarks=out, image_size=(w, h), limb_mask=profile)
+
+
+def _extract_pose_pipeline(frames_hwc: np.ndarray, options: LandmarkOptions, engine) -> PoseTrack:
+    """Pose through :mod:`evalkit._landmark_pipeline` with any engine (no temporal smoothing of
+    the landmarks: ``pose_smooth`` is MediaPipe-only)."""
+    from evalkit._landmark_pipeline import PoseSettings, PoseTracker
+
+    if options.pose_model_complexity != 1:
+        raise ValueError(f"expected pose_model_complexity 1 (pose_landmark_full) for the "
+                         f"{options.backend!r} backend, got {options.pose_model_complexity}")
+    if options.pose_smooth:
+        raise ValueError(f"expected pose_smooth=False for the {options.backend!r} backend, got True")
+    t, h, w, _ = frames_hwc.shape
+    tracker = PoseTracker(engine, PoseSettings(options.pose_min_detection_confidence,
+                                               options.pose_min_tracking_confidence, options.pose_limb_mask))
+    out = np.full((t, NUM_POSE_POINTS, 4), np.nan, np.float32)
+    profile = (np.full((t, len(LIMB_MASK_BONES), LIMB_MASK_SAMPLES), np.nan, np.float16)
+               if options.pose_limb_mask else None)
+    for i in range(t):
+        result = tracker(frames_hwc[i])
+        if result is None:
+            continue
+        out[i] = result.landmarks
+        if profile is not None and result.mask_at is not None:
+            mask_at = result.mask_at
+            profile[i] = _limb_mask_profile_at(lambda x, y: mask_at(np.stack([x, y], -1).astype(np.float64)),
+                                               out[i], (w, h))
     return PoseTrack(landmarks=out, image_size=(w, h), limb_mask=profile)
 
 
