@@ -2,7 +2,7 @@
 
     python -m evalkit.datasets.expression_reference [VIDEO ...] [--out PATH] [--name NAME]
 
-Without arguments it rebuilds ``datasets/expression_reference.json`` from every real face
+Without arguments it rebuilds ``detectors/expression_reference.json`` (the detector's own data) from every real face
 that installs offline, one clip per segment as ``faces.IDENTITIES`` cuts them (the same
 factor-1 clips the leave-one-identity-out validation uses):
 
@@ -44,7 +44,7 @@ from evalkit.landmarks import extract_face
 from evalkit.video import DecodeOptions, decode_video
 
 log = logging.getLogger(__name__)
-DEFAULT_OUT = Path(__file__).with_name("expression_reference.json")
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "detectors" / "expression_reference.json"
 QUANTILES = {"q50": 0.5, "q90": 0.9, "q99": 0.99}
 
 

@@ -2,36 +2,59 @@
 
 Video layout everywhere: RGB ``(T, C, H, W)`` per video, ``(B, T, C, H, W)`` per batch, uint8 in
 storage and float32 in ``[0, 1]`` when handed to detectors (see :mod:`evalkit._types`).
+
+Importing evalkit loads neither torch nor MediaPipe: the names below that need them are
+imported on first use (so ``evalkit --help`` starts at once).
 """
 
 from __future__ import annotations
 
-from pathlib import Path as _Path
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-# `datasets/` has no __init__.py on purpose (a top-level `datasets` package would shadow
-# HuggingFace's), and setuptools' editable finder cannot map such a folder under a regular
-# package. In a checkout, let the subpackage search see the repository root so that
-# `evalkit.datasets` resolves to ../datasets; installed wheels carry it inside evalkit/.
-_checkout = _Path(__file__).resolve().parent.parent
-if (_checkout / "datasets" / "footage.py").is_file() and not (_Path(__file__).parent / "datasets").exists():
-    __path__.append(str(_checkout))  # type: ignore[name-defined]
-
-from evalkit._types import DetectorResult, Event, FaceTrack, PoseTrack, Video, VideoBatch, VideoInputs
-from evalkit.detector import BaseDetector, Detector
 from evalkit.errors import (
     DetectorConfigError,
     EvalkitError,
     LayoutError,
     ModelWeightsMissingError,
+    RootBusyError,
     ShapeError,
     UnknownDetectorError,
     VideoDecodeError,
 )
-from evalkit.registry import available_detectors, get_detector, register
-from evalkit.video import DecodeOptions, decode_video
+from evalkit.registry import DetectorFacts, available_detectors, detector_facts, get_detector, register
+
+if TYPE_CHECKING:
+    from evalkit._types import DetectorResult, Event, FaceTrack, PoseTrack, Video, VideoBatch, VideoInputs
+    from evalkit.detector import BaseDetector, Detector
+    from evalkit.root import RootResults, open_root
+    from evalkit.video import DecodeOptions, decode_video
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "BaseDetector": "evalkit.detector",
+    "DecodeOptions": "evalkit.video",
+    "Detector": "evalkit.detector",
+    "DetectorResult": "evalkit._types",
+    "Event": "evalkit._types",
+    "FaceTrack": "evalkit._types",
+    "PoseTrack": "evalkit._types",
+    "RootResults": "evalkit.root",
+    "Video": "evalkit._types",
+    "VideoBatch": "evalkit._types",
+    "VideoInputs": "evalkit._types",
+    "decode_video": "evalkit.video",
+    "open_root": "evalkit.root",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'evalkit' has no attribute {name!r}")
 
 
 def score(*args: Any, **kwargs: Any) -> Any:
@@ -53,6 +76,7 @@ __all__ = sorted([
     "DecodeOptions",
     "Detector",
     "DetectorConfigError",
+    "DetectorFacts",
     "DetectorResult",
     "EvalkitError",
     "Event",
@@ -60,6 +84,8 @@ __all__ = sorted([
     "LayoutError",
     "ModelWeightsMissingError",
     "PoseTrack",
+    "RootBusyError",
+    "RootResults",
     "ShapeError",
     "UnknownDetectorError",
     "Video",
@@ -68,8 +94,10 @@ __all__ = sorted([
     "VideoInputs",
     "available_detectors",
     "decode_video",
+    "detector_facts",
     "get_detector",
     "load_results",
+    "open_root",
     "register",
     "score",
 ])

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit.layout import STAGES
+from evalkit.registry import detector_facts
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
@@ -123,14 +124,9 @@ def detector_aggregates(results: pd.DataFrame, order: list[str] | None = None) -
 
     Returns one row per (checkpoint, detector) with the aggregate's fields as columns.
     """
-    from evalkit.registry import detector_class
-
     rows = []
     for detector in sorted(results["detector"].unique()):
-        try:
-            aggregate = getattr(detector_class(detector), "checkpoint_aggregate", None)
-        except Exception:
-            aggregate = None
+        aggregate = detector_facts(detector).checkpoint_aggregate
         if aggregate is None:
             continue
         part = results[results["detector"] == detector]

@@ -19,9 +19,10 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from evalkit.aggregate import Regression, checkpoint_order, detector_aggregates, find_regressions, summarize
-from evalkit.errors import EvalkitError, LayoutError
-from evalkit.layout import RootLayout, scan_root
+from evalkit.aggregate import Regression
+from evalkit.errors import LayoutError, RootBusyError
+from evalkit.layout import scan_root
+from evalkit.root import RootResults, open_root
 from evalkit.runner import Runner, resolve_detectors
 from evalkit.store import open_store
 from evalkit.video import DecodeOptions
@@ -29,10 +30,6 @@ from evalkit.video import DecodeOptions
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".evalkit.lock"
-
-
-class RootBusyError(EvalkitError):
-    """Another ``evalkit run`` holds the root's lock."""
 
 
 @dataclass
@@ -46,6 +43,7 @@ class RunSummary:
     summary: pd.DataFrame | None = None
     aggregates: pd.DataFrame | None = None
     report: Path | None = None
+    view: RootResults | None = None  # the root's results after the run (what the report shows)
 
     @property
     def exit_code(self) -> int:
@@ -53,13 +51,6 @@ class RunSummary:
         if self.regressions:
             return 3
         return 1 if self.errors or self.problems else 0
-
-
-def checkpoints_frame(layout: RootLayout) -> pd.DataFrame:
-    return pd.DataFrame(
-        [{"name": c.name, "step": c.step, "stage": c.stage} for c in layout.checkpoints],
-        columns=["name", "step", "stage"],
-    )
 
 
 def run_root(
@@ -109,22 +100,15 @@ def run_root(
                     summary.computed += 1
                 if on_outcome is not None:
                     on_outcome(outcome)
-            results = store.results_frame()
-            names = {d.name for d in instances}
-            results = results[results["detector"].isin(names)]
-            present = {i.path for i in layout.items}
-            results = results[results["video"].isin(present)]
-            order = checkpoint_order(checkpoints_frame(layout))
-            summary.summary = summarize(results, order)
-            summary.aggregates = detector_aggregates(results, order)
-            stages = {c.name: c.stage for c in layout.checkpoints}
-            summary.regressions = find_regressions(results, order, {d.name: d.higher_is_worse for d in instances},
-                                                   stages=stages)
+            view = open_root(root, store=store, layout=layout, detectors=[d.name for d in instances])
+            summary.view = view
+            summary.summary = view.summary
+            summary.aggregates = view.aggregates
+            summary.regressions = view.regressions
             if write_report:
                 from evalkit.report import write_report as _write
 
-                summary.report = _write(root, store=store, layout=layout, results=results,
-                                        regressions=summary.regressions)
+                summary.report = _write(view)
     finally:
         lock.release()
     return summary

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-import pandas as pd
+from evalkit.errors import EvalkitError, LayoutError, RootBusyError, UnknownDetectorError
 
-from evalkit.errors import EvalkitError, LayoutError
+# Heavy modules (torch, MediaPipe, pandas) are imported inside the commands that need them:
+# `evalkit --help` and `evalkit detectors` start without them.
 
 log = logging.getLogger("evalkit")
 
@@ -112,6 +113,8 @@ def _open_out(path: str | None) -> TextIO:
 
 
 def _write_records(records: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
+    import pandas as pd
+
     if fmt == "jsonl":
         for r in records:
             out.write(json.dumps(r) + "\n")
@@ -210,6 +213,8 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _cmd_results(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from evalkit.store import load_results
 
     df = load_results(args.root, checkpoint=args.checkpoint, detector=args.detector, db=args.db)
@@ -240,20 +245,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_detectors(args: argparse.Namespace) -> int:
-    from evalkit.registry import _ALIASES, available_detectors, detector_class
+    from evalkit.registry import aliases, available_detectors, detector_facts
 
-    aliases: dict[str, list[str]] = {}
-    for alias, target in _ALIASES.items():
-        aliases.setdefault(target, []).append(alias)
+    also: dict[str, list[str]] = {}
+    for alias, target in aliases().items():
+        also.setdefault(target, []).append(alias)
     for name in available_detectors():
-        cls = detector_class(name)
-        reason = cls.unavailable_reason() if hasattr(cls, "unavailable_reason") else None
-        also = f" (alias: {', '.join(aliases[name])})" if name in aliases else ""
-        print(f"{name}{also}  v{cls.version}")
-        print(f"  failure mode : {cls.failure_mode}")
-        print(f"  needs        : {', '.join(sorted(cls.requires))}")
-        direction = "higher is worse" if cls.higher_is_worse else "higher is better"
-        print(f"  score        : {cls.score_meaning} ({direction})")
+        facts = detector_facts(name)
+        alias = f" (alias: {', '.join(also[name])})" if name in also else ""
+        print(f"{name}{alias}  v{facts.version}")
+        print(f"  failure mode : {facts.failure_mode}")
+        print(f"  needs        : {', '.join(sorted(facts.requires))}")
+        units = f"; units: {facts.units}" if facts.units else ""
+        print(f"  score        : {facts.score_meaning} ({facts.direction}{units})")
+        reason = facts.unavailable_reason()
         if reason:
             print(f"  unavailable  : {reason}")
     return 0
@@ -269,9 +274,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("evalkit").setLevel(level)
-    from evalkit.batch import RootBusyError
-    from evalkit.errors import UnknownDetectorError
-
     try:
         return _COMMANDS[args.command](args)
     except RootBusyError as exc:

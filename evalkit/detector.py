@@ -11,10 +11,13 @@ run inside a training loop without the runner.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import difflib
 import hashlib
 import json
-from collections.abc import Sequence
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import torch
 
@@ -22,6 +25,48 @@ from evalkit._types import DetectorResult, VideoInputs
 from evalkit.errors import DetectorConfigError
 
 REQUIREMENTS = frozenset({"frames", "face", "pose", "prompt"})
+
+ConfigT = TypeVar("ConfigT")
+
+
+def make_config(config_type: type[ConfigT], options: Mapping[str, Any] | None = None, owner: str = "") -> ConfigT:
+    """Build a detector's typed options from keyword ``options``, validating every name.
+
+    ``config_type`` is a dataclass whose fields (with their defaults) are the detector's only
+    definition of its options; the functional forms and the class both build it here.
+
+    Raises:
+        DetectorConfigError: an option is not a field of ``config_type`` (with a did-you-mean).
+    """
+    options = dict(options or {})
+    fields = [f.name for f in dataclasses.fields(config_type)]  # type: ignore[arg-type]
+    unknown = [k for k in options if k not in fields]
+    if unknown:
+        name = unknown[0]
+        close = difflib.get_close_matches(name, fields, n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        who = f"{owner}: " if owner else ""
+        raise DetectorConfigError(
+            f"{who}unknown option {name!r}.{hint} Expected some of: {', '.join(sorted(fields))}"
+        )
+    return config_type(**options)
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A typed config as the plain dict that keys results (``config_hash``) and is stored."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def _config_type_from_dict(owner: str, defaults: Mapping[str, Any]) -> type:
+    """A frozen dataclass for a detector that still declares ``default_config`` as a dict
+    (plug-ins written before typed configs)."""
+    fields = [(k, Any, dataclasses.field(default_factory=lambda v=v: copy.deepcopy(v))) for k, v in defaults.items()]
+    return dataclasses.make_dataclass(f"{owner}Config", fields, frozen=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """The options of a detector that has none."""
 
 
 @runtime_checkable
@@ -45,8 +90,11 @@ class Detector(Protocol):
 class BaseDetector:
     """Convenience base class implementing :class:`Detector`.
 
-    Subclasses set the class attributes, list their options with defaults in
-    ``default_config``, and implement :meth:`score` (or :meth:`score_batch`).
+    Subclasses set the class attributes, declare their options as a frozen dataclass in
+    ``config_type`` (field defaults are the one definition of each default), and implement
+    :meth:`score` (or :meth:`score_batch`). The instance holds them typed in ``options`` and
+    as a dict in ``config`` (what keys its results). ``default_config`` is derived from
+    ``config_type``; a plug-in may still set ``default_config`` (a dict) instead.
     """
 
     name: ClassVar[str]
@@ -55,18 +103,23 @@ class BaseDetector:
     higher_is_worse: ClassVar[bool] = True
     version: ClassVar[str] = "1"
     score_meaning: ClassVar[str] = ""
+    units: ClassVar[str] = ""
+    config_type: ClassVar[type] = NoOptions
     default_config: ClassVar[dict[str, Any]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "config_type" in cls.__dict__:
+            cls.default_config = config_dict(cls.config_type())
+        elif "default_config" in cls.__dict__:
+            cls.config_type = _config_type_from_dict(cls.__name__, cls.default_config)
+
     def __init__(self, device: str | torch.device = "cpu", **config: Any) -> None:
-        unknown = set(config) - set(self.default_config)
-        if unknown:
-            raise DetectorConfigError(
-                f"{self.name}: unknown option(s) {sorted(unknown)}; expected some of {sorted(self.default_config)}"
-            )
         bad = set(self.requires) - REQUIREMENTS
         if bad:
             raise DetectorConfigError(f"{self.name}: unknown requirement(s) {sorted(bad)}")
-        self.config: dict[str, Any] = {**self.default_config, **config}
+        self.options = make_config(self.config_type, config, self.name)
+        self.config: dict[str, Any] = config_dict(self.options)
         self.device = torch.device(device)
 
     @property

@@ -11,20 +11,17 @@ from __future__ import annotations
 import base64
 import html
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from evalkit.aggregate import Regression, checkpoint_order, detector_aggregates, find_regressions, summarize
-from evalkit.layout import STAGES, RootLayout, scan_root
-from evalkit.store import SQLiteStore
+from evalkit.registry import detector_facts
+from evalkit.root import RootResults, open_root
+from evalkit.store import SQLStore
 
 log = logging.getLogger(__name__)
-
-_STAGE_COLOURS = dict(zip(STAGES, ["#7f7f7f", "#1f77b4", "#2ca02c", "#ff7f0e", "#d62728"]))
 
 
 def format_summary(summary: Any) -> str:
@@ -48,12 +45,10 @@ def format_summary(summary: Any) -> str:
         lines.append(table.to_string())
     aggregates = getattr(summary, "aggregates", None)
     if aggregates is not None and len(aggregates):
-        for row in aggregates.itertuples(index=False):
-            if row.detector == "blink":
-                rate = "n/a" if row.blinks_per_minute is None or pd.isna(row.blinks_per_minute) else (
-                    f"{row.blinks_per_minute:.1f}/min [{row.ci[0]:.1f},{row.ci[1]:.1f}]")
-                lines.append(f"blink rate {row.checkpoint}: {rate} over {row.face_minutes:.2f} face-minutes "
-                             f"({row.verdict}; human {row.human_range[0]:g}-{row.human_range[1]:g}/min)")
+        for row in aggregates.to_dict("records"):
+            describe = detector_facts(row["detector"]).describe_aggregate
+            if describe is not None:
+                lines.append(describe(row))
     for regression in summary.regressions:
         lines.append(regression.message())
     if summary.report:
@@ -96,56 +91,6 @@ def _clip_card(row: pd.Series, prompts: dict[str, str]) -> str:
             f'<div class=prompt>{html.escape(prompt)}</div></div>')
 
 
-def figures(summary: pd.DataFrame, results: pd.DataFrame, checkpoints: pd.DataFrame) -> list[Any]:
-    """Plotly figures: trends across steps coloured by stage (with CIs), score distributions."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    out = []
-    detectors = sorted(summary["detector"].unique())
-    if not detectors:
-        return out
-    meta = checkpoints.set_index("name")
-    order = checkpoint_order(checkpoints)
-    x_of = {c: (meta.loc[c, "step"] if c in meta.index and pd.notna(meta.loc[c, "step"]) else i) for i, c in enumerate(order)}
-    trends = make_subplots(rows=len(detectors), cols=1, shared_xaxes=True, subplot_titles=detectors,
-                           vertical_spacing=min(0.08, 0.3 / max(1, len(detectors))))
-    seen_stage: set[str] = set()
-    for r, detector in enumerate(detectors, start=1):
-        part = summary[summary["detector"] == detector]
-        trends.add_trace(go.Scatter(x=[x_of[c] for c in part["checkpoint"]], y=part["mean"], mode="lines",
-                                    line={"color": "#bbbbbb"}, showlegend=False, hoverinfo="skip"), row=r, col=1)
-        for stage in [*STAGES, None]:
-            names = [c for c in part["checkpoint"] if (meta.loc[c, "stage"] if c in meta.index else None) == stage
-                     or (stage is None and (c not in meta.index or pd.isna(meta.loc[c, "stage"])))]
-            sel = part[part["checkpoint"].isin(names)]
-            if sel.empty:
-                continue
-            label = stage or "unknown stage"
-            trends.add_trace(go.Scatter(
-                x=[x_of[c] for c in sel["checkpoint"]], y=sel["mean"], mode="markers", name=label,
-                legendgroup=label, showlegend=label not in seen_stage,
-                marker={"size": 10, "color": _STAGE_COLOURS.get(stage or "", "#9467bd")},
-                error_y={"type": "data", "symmetric": False, "array": sel["ci_high"] - sel["mean"],
-                         "arrayminus": sel["mean"] - sel["ci_low"]},
-                text=sel["checkpoint"], hovertemplate="%{text}: %{y:.3g}<extra>" + label + "</extra>"), row=r, col=1)
-            seen_stage.add(label)
-    trends.update_layout(height=260 * len(detectors), title="Mean score per checkpoint (95% bootstrap CI), by training step",
-                         margin={"t": 60, "b": 30})
-    out.append(trends)
-    dist = make_subplots(rows=1, cols=len(detectors), subplot_titles=detectors)
-    for c, detector in enumerate(detectors, start=1):
-        part = results[results["detector"] == detector]
-        for checkpoint in order:
-            values = part.loc[part["checkpoint"] == checkpoint, "score"].dropna()
-            if len(values):
-                dist.add_trace(go.Box(y=values, name=str(checkpoint), showlegend=False, boxpoints="all",
-                                      jitter=0.3, marker={"size": 4}), row=1, col=c)
-    dist.update_layout(height=380, title="Score distributions per checkpoint", margin={"t": 60, "b": 30})
-    out.append(dist)
-    return out
-
-
 def _summary_table(summary: pd.DataFrame, checkpoints: pd.DataFrame) -> str:
     meta = checkpoints.set_index("name")
     cells = summary.assign(cell=[
@@ -185,87 +130,19 @@ font-size:12px;border:1px solid #ddd;padding:4px}.card.flagged{border-color:#d62
 .path{color:#666;word-break:break-all}.prompt{font-style:italic}.err{font-family:monospace;font-size:12px}"""
 
 
-@dataclass
-class Dashboard:
-    """Everything the report shows, as data: for notebooks (papermill) and for the HTML page."""
-
-    root: Path
-    layout: RootLayout
-    checkpoints: pd.DataFrame
-    results: pd.DataFrame
-    summary: pd.DataFrame
-    regressions: list[Regression]
-    errors: pd.DataFrame
-
-    def figures(self) -> list[Any]:
-        return figures(self.summary, self.results, self.checkpoints)
-
-    def worst_clips(self, detector: str, n: int = 6) -> pd.DataFrame:
-        """The ``n`` worst clips of ``detector`` (by its own direction)."""
-        part = self.results[self.results["detector"] == detector].dropna(subset=["score"])
-        return part.sort_values("score", ascending=not _higher_is_worse(detector)).head(n)
-
-    def _repr_html_(self) -> str:
-        return self.summary.to_html(index=False, float_format=lambda v: f"{v:.4g}")
+# The report's data is a root's results; notebooks that read "a dashboard" get the same object.
+Dashboard = RootResults
 
 
-def _higher_is_worse(detector: str) -> bool:
-    from evalkit.registry import detector_class
-
-    try:
-        return bool(detector_class(detector).higher_is_worse)
-    except Exception:  # a detector no longer installed: assume the common direction
-        return True
+def load_dashboard(root: str | Path, store: SQLStore | None = None) -> RootResults:
+    """Read a checkpoint root's store (see :func:`evalkit.root.open_root`)."""
+    return open_root(root, store=store)
 
 
-def _score_meaning(detector: str) -> str:
-    from evalkit.registry import detector_class
-
-    try:
-        return str(detector_class(detector).score_meaning)
-    except Exception:
-        return ""
-
-
-def load_dashboard(
-    root: str | Path, store: SQLiteStore | None = None, layout: RootLayout | None = None,
-    results: pd.DataFrame | None = None, regressions: list[Regression] | None = None,
-) -> Dashboard:
-    """Read a checkpoint root's store into a :class:`Dashboard`."""
-    from evalkit.batch import checkpoints_frame
-
-    root = Path(root)
-    layout = layout or scan_root(root)
-    own_store = store is None
-    store = store or SQLiteStore.for_root(root)
-    try:
-        if results is None:
-            results = store.results_frame()
-            present = {i.path for i in layout.items}
-            results = results[results["video"].isin(present)]
-        errors = store.errors_frame()
-    finally:
-        if own_store:
-            store.close()
-    checkpoints = checkpoints_frame(layout)
-    order = checkpoint_order(checkpoints)
-    summary = summarize(results, order)
-    if regressions is None:
-        regressions = find_regressions(results, order, {d: _higher_is_worse(d) for d in results["detector"].unique()},
-                                       stages={c.name: c.stage for c in layout.checkpoints})
-    return Dashboard(root, layout, checkpoints, results, summary, regressions, errors)
-
-
-def write_report(
-    root: str | Path,
-    store: SQLiteStore | None = None,
-    layout: RootLayout | None = None,
-    results: pd.DataFrame | None = None,
-    regressions: list[Regression] | None = None,
-    worst_n: int = 6,
-) -> Path:
-    """Write ``ROOT/report.html`` from the store and return its path."""
-    board = load_dashboard(root, store=store, layout=layout, results=results, regressions=regressions)
+def write_report(root: str | Path | RootResults, store: SQLStore | None = None, worst_n: int = 6) -> Path:
+    """Write ``ROOT/report.html`` from a root's results (a path, read through
+    :func:`evalkit.root.open_root`, or one already open) and return its path."""
+    board = root if isinstance(root, RootResults) else open_root(root, store=store)
     root, layout, results, summary, checkpoints = board.root, board.layout, board.results, board.summary, board.checkpoints
     prompts = {k: v.prompt for k, v in layout.prompts.items()}
     parts = [f"<!doctype html><html><head><meta charset=utf-8><title>evalkit report: {html.escape(root.name)}</title>"
@@ -280,10 +157,10 @@ def write_report(
     if len(summary):
         parts.append("<h2>Per checkpoint</h2><p>Mean score [95% bootstrap CI], share of clips flagged, clips scored. "
                      "Direction per detector: " + html.escape(", ".join(
-                         f"{d} ({'higher is worse' if _higher_is_worse(d) else 'higher is better'})"
+                         f"{d} ({detector_facts(d).direction})"
                          for d in sorted(summary["detector"].unique()))) + "</p>")
         parts.append(_summary_table(summary, checkpoints))
-        aggregates = detector_aggregates(results, checkpoint_order(checkpoints))
+        aggregates = board.aggregates
         if len(aggregates):
             parts.append("<h2>Checkpoint-level verdicts</h2><p>Pooled over each checkpoint's clips.</p>")
             parts.append(_aggregate_table(aggregates))
@@ -292,7 +169,7 @@ def write_report(
         parts.append("<h2>Worst clips per detector</h2>")
         for detector in sorted(results["detector"].unique()):
             worst = board.worst_clips(detector, worst_n)
-            parts.append(f"<h3>{html.escape(str(detector))}</h3><p>{html.escape(_score_meaning(detector))}</p><div class=cards>")
+            parts.append(f"<h3>{html.escape(str(detector))}</h3><p>{html.escape(detector_facts(detector).score_meaning)}</p><div class=cards>")
             parts.extend(_clip_card(row, prompts) for _, row in worst.iterrows())
             parts.append("</div>")
             part = results[results["detector"] == detector].dropna(subset=["score"])

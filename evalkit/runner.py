@@ -23,7 +23,7 @@ from evalkit.detector import Detector
 from evalkit.errors import EvalkitError, VideoDecodeError
 from evalkit.landmarks import LandmarkOptions, LandmarkPool
 from evalkit.layout import VideoItem
-from evalkit.registry import available_detectors, canonical_name, detector_class, get_detector
+from evalkit.registry import available_detectors, canonical_name, detector_facts, get_detector
 from evalkit.store import ItemRecord, ResultKey, ResultStore, prompt_digest
 from evalkit.video import DecodeOptions, content_hash, decode_video
 
@@ -83,8 +83,7 @@ def resolve_detectors(
         canonical_name(key)  # a typo in --set fails as loudly as one in --detectors
     detectors = []
     for name in dict.fromkeys(chosen):
-        cls = detector_class(name)
-        reason = cls.unavailable_reason() if hasattr(cls, "unavailable_reason") else None
+        reason = detector_facts(name).unavailable_reason()
         if reason:
             if explicit:
                 raise EvalkitError(f"detector {name!r} cannot run here: {reason}")
@@ -105,10 +104,15 @@ def _check_device(device: str) -> None:
         raise EvalkitError(f"--device {device}: no CUDA device is visible here (torch.cuda.is_available() is False); use --device cpu")
 
 
-def _key(digest: str, detector: Detector, prompt: str | None) -> ResultKey:
+def _key(digest: str, detector: Detector, prompt: str | None, landmarks: str = "mediapipe") -> ResultKey:
     # A prompt-reading detector's result belongs to (video, prompt), not to the video alone.
     prompt_hash = prompt_digest(prompt) if "prompt" in detector.requires else ""
-    return ResultKey(digest, detector.name, str(detector.version), detector.config_hash, prompt_hash)
+    config_hash = detector.config_hash
+    # Landmark backends give different landmarks: a face/pose result names its backend, except
+    # MediaPipe's, whose keys stay as they were before backends existed (stores stay valid).
+    if landmarks != "mediapipe" and _needs_landmarks(detector):
+        config_hash = f"{config_hash}+landmarks={landmarks}"
+    return ResultKey(digest, detector.name, str(detector.version), config_hash, prompt_hash)
 
 
 def _needs_landmarks(detector: Detector) -> bool:
@@ -148,6 +152,7 @@ class Runner:
         self.decode = decode
         self.batch_size = batch_size
         self.pool = LandmarkPool(workers, landmark_options)
+        self.landmarks = landmark_options.backend  # part of face/pose result keys (see _key)
 
     def close(self) -> None:
         self.pool.close()
@@ -192,7 +197,7 @@ class Runner:
                 continue
             todo = []
             for d in self.detectors:
-                key = _key(digest, d, item.prompt)
+                key = _key(digest, d, item.prompt, self.landmarks)
                 if key in produced:
                     followers.append((item, digest, d, key))
                 elif store is not None and store.has_result(key):
@@ -213,7 +218,7 @@ class Runner:
                 job.video = decode_video(job.item.path, self.decode, job.digest)
             except VideoDecodeError as exc:
                 for outcome in self._fail_all(job.item, job.todo, str(exc), store):
-                    produced[_key(job.digest, _by_name(job.todo, outcome.detector), job.item.prompt)] = outcome
+                    produced[_key(job.digest, _by_name(job.todo, outcome.detector), job.item.prompt, self.landmarks)] = outcome
                     yield outcome
                 continue
             video = job.video
@@ -229,7 +234,7 @@ class Runner:
 
         def record(outcomes: Iterator[tuple[_Job, Outcome]], detector: Detector) -> Iterator[Outcome]:
             for job, outcome in outcomes:
-                produced[_key(job.digest, detector, job.item.prompt)] = outcome
+                produced[_key(job.digest, detector, job.item.prompt, self.landmarks)] = outcome
                 yield outcome
 
         # Frame-only detectors run while the landmark workers are busy.
@@ -278,7 +283,7 @@ class Runner:
                 continue
             result = result.remap_frames(job.video.frame_indices)  # type: ignore[union-attr]
             if store is not None:
-                store.put_result(_key(job.digest, detector, job.item.prompt), result)
+                store.put_result(_key(job.digest, detector, job.item.prompt, self.landmarks), result)
             yield job, Outcome(job.item, detector.name, result)
 
     @staticmethod
@@ -333,6 +338,7 @@ def score(
     decode: DecodeOptions = DecodeOptions(),
     config: dict[str, dict[str, Any]] | None = None,
     progress: bool = False,
+    landmarks: str = "mediapipe",
 ) -> pd.DataFrame:
     """Score video files; one row per (video, detector).
 
@@ -343,6 +349,7 @@ def score(
         device: ``"cpu"`` or ``"cuda"`` for the batched tensor work.
         workers: landmark worker processes (0: in this process, the quickest for a few clips).
         config: per-detector options, ``{"confetti": {"threshold": 0.4}}``.
+        landmarks: face/pose landmark backend, ``"mediapipe"`` or ``"litert"``.
 
     Returns:
         DataFrame with columns video, checkpoint, prompt_id, detector, score, flagged, events,
@@ -360,5 +367,5 @@ def score(
         prompt_id, seed = parse_video_name(p)
         text = prompts if isinstance(prompts, str) else (prompts or {}).get(prompt_id)
         items.append(VideoItem(str(p), None, prompt_id, seed, text))
-    with Runner(instances, decode=decode, workers=workers) as runner:
+    with Runner(instances, decode=decode, workers=workers, landmark_options=LandmarkOptions(backend=landmarks)) as runner:
         return outcomes_frame(runner.run(items, progress=progress))

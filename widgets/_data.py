@@ -21,9 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalkit.aggregate import checkpoint_order
 from evalkit.errors import LayoutError
-from evalkit.layout import scan_root
+from evalkit.root import RootResults, open_root
 from evalkit.store import SQLStore, open_store
 from evalkit.video import DecodeOptions, decode_video, write_video
 
@@ -107,15 +106,9 @@ class ReviewData:
         if store is None:
             store = open_store(db, root=self.root, create=False)
         self.store = store
-        self.layout = scan_root(self.root)
-        self.prompts = {k: p.prompt for k, p in self.layout.prompts.items()}
-        frame = pd.DataFrame([{"name": c.name, "step": c.step, "stage": c.stage} for c in self.layout.checkpoints],
-                             columns=["name", "step", "stage"])
-        self.checkpoints = checkpoint_order(frame)
-        self.checkpoint_meta = {c.name: {"step": c.step, "stage": c.stage} for c in self.layout.checkpoints}
+        self._view = open_root(self.root, store=self.store)
         self.cache_dir = Path(cache_dir) if cache_dir else self._default_cache()
         self.max_side = max_side
-        self._results: pd.DataFrame | None = None
 
     def _default_cache(self) -> Path:
         preferred = self.root / CACHE_DIR_NAME / "browser"
@@ -129,24 +122,41 @@ class ReviewData:
     def refresh(self) -> None:
         """Re-read the root and its results (after `evalkit run` added some); labels are always
         read fresh."""
-        self.layout = scan_root(self.root)
-        self._results = None
+        self._view = open_root(self.root, store=self.store)
+
+    @property
+    def view(self) -> RootResults:
+        """The root's results as of the last :meth:`refresh` (see :func:`evalkit.open_root`)."""
+        return self._view
+
+    @property
+    def layout(self) -> Any:
+        return self._view.layout
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        return {k: p.prompt for k, p in self._view.layout.prompts.items()}
+
+    @property
+    def checkpoints(self) -> list[str]:
+        """Checkpoint names in curriculum order."""
+        return self._view.order
+
+    @property
+    def checkpoint_meta(self) -> dict[str, dict[str, Any]]:
+        return {c.name: {"step": c.step, "stage": c.stage} for c in self._view.layout.checkpoints}
 
     def results(self) -> pd.DataFrame:
         """Latest stored results of the videos under this root (no arrays), as of the last
         :meth:`refresh`."""
-        if self._results is None:
-            results = self.store.results_frame()
-            present = {i.path for i in self.layout.items}
-            self._results = results[results["video"].isin(present)].reset_index(drop=True)
-        return self._results
+        return self._view.results
 
     def labels(self) -> pd.DataFrame:
         return self.store.labels_frame()
 
     def detectors(self) -> list[str]:
         """Detectors with results under this root, sorted."""
-        return sorted(self.results()["detector"].unique())
+        return self._view.detectors
 
     def clips(self, checkpoint: str | None = None) -> list[Clip]:
         """Clips with stored results, in checkpoint order, then by prompt and seed."""

@@ -22,35 +22,20 @@ import numpy as np
 import pandas as pd
 
 from evalkit.aggregate import bootstrap_ci
+from evalkit.registry import detector_facts
 
 log = logging.getLogger(__name__)
 
 VERDICTS = ("pass", "fail")
 
 
-_INFO: dict[str, dict[str, Any]] = {}  # registry look-ups scan entry points: slow, and done per clip
-
-
 def detector_info(name: str) -> dict[str, Any]:
-    """``{"higher_is_worse", "score_meaning", "failure_mode", "threshold"}`` of a detector; an
-    unknown or broken one (e.g. a plug-in not installed here) gets neutral defaults."""
-    from evalkit.registry import detector_class
-
-    if name in _INFO:
-        return dict(_INFO[name])
-    try:
-        cls = detector_class(name)
-    except Exception as exc:  # results may outlive the detector code that made them
-        log.debug("detector %s not importable here: %s", name, exc)
-        return {"higher_is_worse": True, "score_meaning": "", "failure_mode": name, "threshold": None}
-    threshold = getattr(cls, "default_config", {}).get("threshold")
-    _INFO[name] = {
-        "higher_is_worse": bool(getattr(cls, "higher_is_worse", True)),
-        "score_meaning": str(getattr(cls, "score_meaning", "")),
-        "failure_mode": str(getattr(cls, "failure_mode", name)),
-        "threshold": float(threshold) if isinstance(threshold, (int, float)) and not isinstance(threshold, bool) else None,
-    }
-    return dict(_INFO[name])
+    """``{"higher_is_worse", "score_meaning", "failure_mode", "threshold"}`` of a detector, as a
+    dict for the page (see :func:`evalkit.detector_facts`, which it reads); an unknown or
+    broken one (e.g. a plug-in not installed here) gets neutral defaults."""
+    facts = detector_facts(name)
+    return {"higher_is_worse": facts.higher_is_worse, "score_meaning": facts.score_meaning,
+            "failure_mode": facts.failure_mode, "threshold": facts.threshold}
 
 
 def flag(scores: np.ndarray, threshold: float, higher_is_worse: bool) -> np.ndarray:
