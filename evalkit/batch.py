@@ -65,8 +65,10 @@ def run_root(
     write_report: bool = True,
     progress: bool = False,
     on_outcome: Callable[[Any], None] | None = None,
+    landmarks: str = "mediapipe",
 ) -> RunSummary:
-    """Evaluate every video under ``root`` (see :mod:`evalkit.layout`), resuming from the store.
+    """Evaluate every video under ``root`` (see :mod:`evalkit.layout`), resuming from the store;
+    ``landmarks`` picks the face/pose backend (``"mediapipe"`` or ``"litert"``).
 
     Raises:
         RootBusyError: another run holds the lock for longer than ``wait_s``.
@@ -88,8 +90,10 @@ def run_root(
     for problem in layout.problems:
         log.error("%s", problem)
     try:
+        from evalkit.landmarks import LandmarkOptions
+
         with open_store(db, root=root) as store, Runner(
-            instances, decode=decode, workers=workers
+            instances, decode=decode, workers=workers, landmark_options=LandmarkOptions(backend=landmarks)
         ) as runner:
             for outcome in runner.run(layout.items, store=store, progress=progress):
                 if outcome.error:

@@ -51,6 +51,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detectors", help="comma-separated detector names (default: all that can run here)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (batched tensor work)")
     p.add_argument("--workers", type=int, default=None, help="landmark worker processes (0: in-process)")
+    p.add_argument("--landmarks", choices=["mediapipe", "litert"], default="mediapipe",
+                   help="face/pose landmark backend (litert: the same models without MediaPipe's graphs)")
     p.add_argument("--max-side", type=int, default=512, help="resize longer side to at most this (0: keep)")
     p.add_argument("--max-frames", type=int, default=None, help="evaluate at most this many frames per video")
     p.add_argument("--fps", type=float, default=None, help="drop frames to approach this rate")
@@ -137,6 +139,7 @@ def _write_records(records: list[dict[str, Any]], fmt: str, out: TextIO) -> None
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from evalkit.layout import parse_video_name, read_prompts, VideoItem
+    from evalkit.landmarks import LandmarkOptions
     from evalkit.runner import Runner, resolve_detectors
 
     prompts: dict[str, str] = {}
@@ -156,7 +159,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     failed = False
     out = _open_out(args.output)
     try:
-        with Runner(detectors, decode=_decode_options(args), workers=workers) as runner:
+        with Runner(detectors, decode=_decode_options(args), workers=workers,
+                    landmark_options=LandmarkOptions(backend=args.landmarks)) as runner:
             records = []
             for outcome in runner.run(items, progress=False):
                 failed |= outcome.error is not None
@@ -185,6 +189,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     summary = run_root(
         args.root, detectors=_detector_list(args.detectors), device=args.device, workers=args.workers,
+        landmarks=args.landmarks,
         decode=_decode_options(args), config=_parse_sets(args.set), db=args.db, wait_s=args.wait,
         write_report=not args.no_report, progress=not args.no_progress and sys.stderr.isatty(),
     )
@@ -207,6 +212,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     watch(
         args.root, every, iterations=args.iterations, on_summary=on_summary,
         detectors=_detector_list(args.detectors), device=args.device, workers=args.workers,
+        landmarks=args.landmarks,
         decode=_decode_options(args), config=_parse_sets(args.set), db=args.db, wait_s=args.wait,
     )
     return 0

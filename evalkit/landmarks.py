@@ -58,6 +58,15 @@ class LandmarkOptions:
     # detector's ``cut`` check reads a forearm cut off from its elbow from it.
     pose_limb_mask: bool = True
 
+    def __post_init__(self) -> None:
+        if self.backend not in LANDMARK_BACKENDS:
+            import difflib
+
+            close = difflib.get_close_matches(self.backend, LANDMARK_BACKENDS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"landmark backend: expected one of {', '.join(LANDMARK_BACKENDS)}, "
+                             f"got {self.backend!r}.{hint}")
+
 
 def _assign_slots(prev_centres: np.ndarray, centres: np.ndarray) -> list[int]:
     """Give each detected face the slot whose last centre is nearest (greedy); new faces take
