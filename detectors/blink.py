@@ -26,12 +26,14 @@ and are never flagged. Pool many clips of a checkpoint with :func:`pooled_blink_
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from evalkit._types import DetectorResult, Event, VideoInputs
 from evalkit.detector import BaseDetector
+from evalkit.detectors._config import with_options
 from evalkit.detectors._face import (
     check_landmarks,
     eye_aspect_ratio,
@@ -51,91 +53,79 @@ RATE_SHAPE = 10.0
 RATE_SCALE_PER_MIN = 1.7
 HUMAN_RATE_RANGE_PER_MIN = (8.2, 29.0)  # its 2.5 % and 97.5 % quantiles
 
-DEFAULT_CONFIG: dict[str, Any] = {
-    "closed_ratio": 0.6,  # openness below this fraction of the open baseline: eye closing
-    "open_ratio": 0.85,  # above this: eye open again (the blink's ends)
-    "min_blink_s": 0.08,
+
+
+@dataclass(frozen=True)
+class BlinkConfig:
+    """The blink detector's options, the one definition of their defaults (:class:`BlinkDetector`
+    and the functional forms :func:`eye_openness`, :func:`find_blinks`, :func:`blink_analysis`)."""
+
+    closed_ratio: float = 0.6  # openness below this fraction of the open baseline: eye closing
+    open_ratio: float = 0.85  # above this: eye open again (the blink's ends)
+    min_blink_s: float = 0.08
     # How long the eye stays below closed_ratio in a blink: below 1/closed_phase_s fps a frame
     # can miss it (carphone's blinks: about one frame at 30 fps; see docs/face.md).
-    "closed_phase_s": 0.05,
-    "max_blink_s": 0.9,
-    "baseline_s": 3.0,  # rolling window of the open-eye baseline
+    closed_phase_s: float = 0.05
+    max_blink_s: float = 0.9
+    baseline_s: float = 3.0  # rolling window of the open-eye baseline
     # Eyes shut for longer than max_blink_s (crying, laughing, looking down, a hand over the
     # eyes) are not judged: EAR below shut_ratio of the face's open level (its clip-wide
     # open_quantile of EAR) for that long. Those frames count neither as face time nor as
-    # the open eye around a blink.
-    "shut_ratio": 0.5,
-    "open_quantile": 0.9,
-    "max_yaw_deg": 35.0,
-    "max_pitch_deg": 35.0,
-    "min_face_px": 5.0,  # RMS size of the rigid face points; smaller faces give no usable eyes
-    "rate_shape": RATE_SHAPE,
-    "rate_scale_per_min": RATE_SCALE_PER_MIN,
+    # the open eye around a blink. None: keep them.
+    shut_ratio: float | None = 0.5
+    open_quantile: float = 0.9
+    max_yaw_deg: float = 35.0
+    max_pitch_deg: float = 35.0
+    min_face_px: float = 5.0  # RMS size of the rigid face points; smaller faces give no usable eyes
+    rate_shape: float = RATE_SHAPE
+    rate_scale_per_min: float = RATE_SCALE_PER_MIN
     # Flag when P(this few blinks) <= 10**-threshold (1.3: 5 %); also sets the time to judge.
-    "threshold": -math.log10(0.05),
-}
+    threshold: float = -math.log10(0.05)
 
 
-def eye_openness(
-    points: np.ndarray,
-    fps: float,
-    baseline_s: float = 3.0,
-    max_yaw_deg: float = 35.0,
-    max_pitch_deg: float = 35.0,
-    min_face_px: float = 5.0,
-    shut_ratio: float | None = 0.5,
-    max_blink_s: float = 0.9,
-    open_quantile: float = 0.9,
-) -> np.ndarray:
+def eye_openness(points: np.ndarray, fps: float, config: BlinkConfig | None = None, **options: Any) -> np.ndarray:
     """Eye openness relative to the face's own open baseline.
 
     Args:
         points: ``(T, F, 478, 3)`` face-mesh landmarks in pixels (NaN where no face).
         fps: frame rate.
-        shut_ratio: frames in a run longer than ``max_blink_s`` whose EAR stays below this
-            fraction of the face's open level (its ``open_quantile`` of EAR over the clip)
-            are eyes kept shut, not judged (NaN). None: keep them.
+        config: the detector's options (None: the defaults of :class:`BlinkConfig`); this reads
+            ``baseline_s``, the face gates (``max_yaw_deg``, ``max_pitch_deg``, ``min_face_px``)
+            and the shut-eye gate: frames in a run longer than ``max_blink_s`` whose EAR stays
+            below ``shut_ratio`` of the face's open level (its ``open_quantile`` of EAR over the
+            clip) are eyes kept shut, not judged (NaN).
+        options: overrides of fields of ``config`` by name.
 
     Returns:
         ``(T, F)`` float32, about 1 with eyes open and near 0 closed; NaN where the face is
         absent, turned away, too small, or its eyes are kept shut.
     """
-    return _openness(points, fps, baseline_s, max_yaw_deg, max_pitch_deg, min_face_px, shut_ratio, max_blink_s, open_quantile)[0]
+    return _openness(points, fps, with_options(BlinkConfig, config, options, "eye_openness"))[0]
 
 
-def _openness(
-    points: np.ndarray,
-    fps: float,
-    baseline_s: float,
-    max_yaw_deg: float,
-    max_pitch_deg: float,
-    min_face_px: float,
-    shut_ratio: float | None,
-    max_blink_s: float,
-    open_quantile: float,
-) -> tuple[np.ndarray, np.ndarray]:
+def _openness(points: np.ndarray, fps: float, cfg: BlinkConfig) -> tuple[np.ndarray, np.ndarray]:
     """:func:`eye_openness` and ``(T, F)`` the depth (``1 - EAR / open level``) of eyes kept
     shut, NaN elsewhere."""
     points = check_landmarks(points, "eye_openness points")
     ear = eye_aspect_ratio(points).mean(axis=-1)  # both eyes: a wink is no blink
-    usable = is_frontal(points, max_yaw_deg, max_pitch_deg)
+    usable = is_frontal(points, cfg.max_yaw_deg, cfg.max_pitch_deg)
     with np.errstate(invalid="ignore"):
-        usable &= face_size(points) >= min_face_px
+        usable &= face_size(points) >= cfg.min_face_px
     ear = np.where(usable, ear, np.nan).astype(np.float32)
     kept_shut = np.zeros(ear.shape, bool)
     depth = np.full(ear.shape, np.nan, np.float32)
-    if shut_ratio is not None:
-        open_level = quiet_nanquantile(ear, open_quantile, axis=0)  # (F,)
+    if cfg.shut_ratio is not None:
+        open_level = quiet_nanquantile(ear, cfg.open_quantile, axis=0)  # (F,)
         with np.errstate(invalid="ignore", divide="ignore"):
             relative = ear / open_level[None]
-            shut = relative < shut_ratio
+            shut = relative < cfg.shut_ratio
         for slot in range(ear.shape[1]):
             for start, end in runs(shut[:, slot]):
-                if (end - start) / fps > max_blink_s:  # n frames: at least (n-1)/fps s
+                if (end - start) / fps > cfg.max_blink_s:  # n frames: at least (n-1)/fps s
                     kept_shut[start : end + 1, slot] = True
         depth = np.where(kept_shut, 1.0 - relative, np.nan).astype(np.float32)
         ear = np.where(kept_shut, np.nan, ear)
-    window = frames_for(baseline_s, fps, minimum=3)
+    window = frames_for(cfg.baseline_s, fps, minimum=3)
     baseline = rolling_nanmedian(ear, window, min_valid=max(2, window // 3))
     # Where the window sees too little of the face, the face's median over the whole clip.
     fallback = quiet_nanmedian(ear, axis=0)
@@ -145,40 +135,37 @@ def _openness(
 
 
 def find_blinks(
-    openness: np.ndarray,
-    fps: float,
-    closed_ratio: float = 0.6,
-    open_ratio: float = 0.85,
-    min_blink_s: float = 0.08,
-    max_blink_s: float = 0.9,
+    openness: np.ndarray, fps: float, config: BlinkConfig | None = None, **options: Any
 ) -> tuple[list[tuple[int, int, float]], list[tuple[int, int, float]]]:
     """Blinks and long closures in one face's ``(T,)`` openness series.
 
     A dip counts when its frames below ``open_ratio`` include one below ``closed_ratio`` and
     the frames just before and after it show the eye open. ``n`` frames below ``open_ratio``
     mean a closure lasting ``(n-1)/fps`` to ``(n+1)/fps`` seconds: a blink when that interval
-    meets ``[min_blink_s, max_blink_s]``, a long closure when it lies above it.
+    meets ``[min_blink_s, max_blink_s]``, a long closure when it lies above it. ``config`` and
+    ``options`` (overrides of its fields) as for :func:`eye_openness`.
 
     Returns:
         ``(blinks, long_closures)``, each a list of ``(start, end, depth)`` with inclusive
         frame indices and ``depth = 1 - min openness``.
     """
+    cfg = with_options(BlinkConfig, config, options, "find_blinks")
     openness = np.asarray(openness, np.float32)
     if openness.ndim != 1:
         raise ShapeError("find_blinks openness", "(T,)", openness.shape)
     valid = np.isfinite(openness)
-    low = np.where(valid, openness, np.inf) < open_ratio
+    low = np.where(valid, openness, np.inf) < cfg.open_ratio
     blinks, closures = [], []
     for start, end in runs(low):
         if start == 0 or end == len(openness) - 1 or not (valid[start - 1] and valid[end + 1]):
             continue  # the eye was not seen open on both sides
         lowest = float(openness[start : end + 1].min())
-        if lowest >= closed_ratio:
+        if lowest >= cfg.closed_ratio:
             continue
         n = end - start + 1
-        if (n + 1) / fps < min_blink_s:
+        if (n + 1) / fps < cfg.min_blink_s:
             continue
-        (closures if (n - 1) / fps > max_blink_s else blinks).append((start, end, 1.0 - lowest))
+        (closures if (n - 1) / fps > cfg.max_blink_s else blinks).append((start, end, 1.0 - lowest))
     return blinks, closures
 
 
@@ -217,47 +204,43 @@ def rate_interval(count: float, seconds: float, confidence: float = 0.95, disper
     return float(low / minutes), float(high / minutes)
 
 
-def detection_probability(fps: float, closed_phase_s: float = 0.05) -> float:
+def detection_probability(fps: float, closed_phase_s: float = BlinkConfig.closed_phase_s) -> float:
     """Chance that a frame lands in a blink's closed phase: ``min(1, fps * closed_phase_s)``."""
     return float(min(1.0, fps * closed_phase_s))
 
 
-def blink_analysis(points: np.ndarray, fps: float, **config: Any) -> dict[str, Any]:
+def blink_analysis(points: np.ndarray, fps: float, config: BlinkConfig | None = None, **options: Any) -> dict[str, Any]:
     """The detector's functional form over one video's landmarks.
 
     Args:
         points: ``(T, F, 478, 3)`` face-mesh landmarks in pixels.
         fps: frame rate.
-        config: options of :data:`DEFAULT_CONFIG`.
+        config: the detector's options (None: the defaults of :class:`BlinkConfig`).
+        options: overrides of fields of ``config`` by name.
 
     Returns:
         dict with ``openness`` ``(T, F)``, ``faces`` (one dict per face slot seen: blinks,
         closures, face_seconds, p_this_few, judged, flagged), ``score``, ``seconds_to_judge``
         and ``detection_probability``.
     """
-    cfg = {**DEFAULT_CONFIG, **config}
-    alpha = 10.0 ** -cfg["threshold"]
-    openness, shut_depth = _openness(
-        points, fps, cfg["baseline_s"], cfg["max_yaw_deg"], cfg["max_pitch_deg"], cfg["min_face_px"],
-        cfg["shut_ratio"], cfg["max_blink_s"], cfg["open_quantile"],
-    )
+    cfg = with_options(BlinkConfig, config, options, "blink_analysis")
+    alpha = 10.0 ** -cfg.threshold
+    openness, shut_depth = _openness(points, fps, cfg)
     # Blinks the frame rate lets us see: a thinned Poisson, i.e. the same model at a lower rate.
-    seen_p = detection_probability(fps, cfg["closed_phase_s"])
-    scale = cfg["rate_scale_per_min"] * seen_p
-    judge_s = seconds_to_judge(alpha, cfg["rate_shape"], scale)
+    seen_p = detection_probability(fps, cfg.closed_phase_s)
+    scale = cfg.rate_scale_per_min * seen_p
+    judge_s = seconds_to_judge(alpha, cfg.rate_shape, scale)
     faces = []
     for slot in range(openness.shape[1]):
         series = openness[:, slot]
         seen = int(np.isfinite(series).sum())
         if seen == 0:
             continue
-        blinks, closures = find_blinks(
-            series, fps, cfg["closed_ratio"], cfg["open_ratio"], cfg["min_blink_s"], cfg["max_blink_s"]
-        )
+        blinks, closures = find_blinks(series, fps, cfg)
         shut = shut_depth[:, slot]
         closures = sorted(closures + [(s, e, float(np.max(shut[s : e + 1]))) for s, e in runs(np.isfinite(shut))])
         seconds = seen / fps
-        p = prob_at_most(len(blinks), seconds, cfg["rate_shape"], scale)
+        p = prob_at_most(len(blinks), seconds, cfg.rate_shape, scale)
         judged = seconds >= judge_s
         faces.append(
             {
@@ -295,7 +278,8 @@ class BlinkDetector(BaseDetector):
         "-log10 of the probability that a real person blinks this few times or fewer in the "
         "frontal face time seen (max over faces; 1.3 = 5 %)"
     )
-    default_config: ClassVar[dict[str, Any]] = DEFAULT_CONFIG
+    config_type: ClassVar[type] = BlinkConfig
+    options: BlinkConfig
 
     @staticmethod
     def checkpoint_aggregate(stats: list[dict]) -> dict[str, Any]:
@@ -307,7 +291,7 @@ class BlinkDetector(BaseDetector):
         if inputs.face is None:
             return DetectorResult.skipped("no face landmarks were computed", video.num_frames)
         points = face_pixels(inputs.face, f"{video.path} face", video.num_frames)
-        analysis = blink_analysis(points, video.fps, **self.config)
+        analysis = blink_analysis(points, video.fps, self.options)
         faces = analysis["faces"]
         if not faces:
             return DetectorResult.skipped("no frontal face", video.num_frames)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from evalkit._types import DetectorResult, VideoBatch, VideoInputs
 from evalkit.detector import BaseDetector
+from evalkit.detectors._config import with_options
 from evalkit.detectors._blockmotion import (
     PatchSampler, diagonal_max, dilate, erode, from_blocks, halve, max_vector, motion_vectors, pyramid, to_blocks,
 )
@@ -50,6 +51,31 @@ BLOCK = 16  # block size of the motion search, in working-grid pixels
 _LUMA = (0.299, 0.587, 0.114)
 # RGB -> luma, R - Y, B - Y (rows)
 _COLOUR_MIX = torch.tensor([_LUMA, (1 - _LUMA[0], -_LUMA[1], -_LUMA[2]), (-_LUMA[0], -_LUMA[1], 1 - _LUMA[2])])
+
+
+@dataclass(frozen=True)
+class ConfettiConfig:
+    """The confetti detector's options, the one definition of their defaults (:class:`ConfettiDetector`
+    and the functional forms :func:`confetti_maps`, :func:`confetti_score` all read them here)."""
+
+    threshold: float = 0.6  # flag a video whose score (per-mille of the moving area) exceeds this
+    event_level: float = 0.5  # frames above this per-mille make a confetti event
+    event_gap_s: float = 0.1  # events closer than this merge
+    min_event_s: float = 0.06  # shorter events are dropped
+    peak_window_s: float = 0.1  # the score averages the worst frames over this long
+    min_moving: float = 0.2  # the moving area counts as at least this share of the frame
+    work_short_side: int = 128  # shorter side of the working grid, in pixels (smaller videos keep theirs)
+    max_speed: float = 1.0  # fastest motion compensated, in frame heights per second
+    min_speed: float = 0.05  # slowest motion that counts as moving, in frame heights per second
+    min_contrast: float = 0.14  # smallest excess ([0, 1] of luma or of a colour difference) that counts
+    noise_factor: float = 5.0  # the contrast floor of each plane is at least this many noise sigmas of it
+    colour: bool = True  # also look for specks in the colour-difference planes (R - Y, B - Y)
+    max_spot_size: float = 0.025  # widest speck, as a fraction of the shorter side
+    # count specks in moving regions only (by default static regions count too: there
+    # compensation is trivial and only the noise floor matters)
+    moving_only: bool = False
+    map_block: int = 8  # the stored heat map averages blocks of this many working pixels
+    chunk: int = 32  # frame pairs processed at once (memory bound only; results do not depend on it)
 
 
 @dataclass
@@ -244,18 +270,11 @@ def confetti_maps(
     frames: torch.Tensor,
     fps: float | torch.Tensor,
     mask: torch.Tensor | None = None,
+    config: ConfettiConfig | None = None,
     *,
-    work_short_side: int = 128,
-    max_speed: float = 1.0,
-    min_speed: float = 0.05,
-    min_contrast: float = 0.14,
-    noise_factor: float = 5.0,
-    colour: bool = True,
-    max_spot_size: float = 0.025,
     cut_ratio: float = 4.0,
     cut_level: float = 0.04,
-    moving_only: bool = False,
-    chunk: int = 32,
+    **options: Any,
 ) -> ConfettiMaps:
     """Confetti evidence for a batch of videos, without any per-frame Python loop.
 
@@ -265,24 +284,23 @@ def confetti_maps(
             in the batch (the detector groups videos by radius so results do not depend on
             batching).
         mask: ``(B, T)`` bool of real frames (padding is False); None means all real.
-        work_short_side: shorter side of the working grid, in pixels (smaller videos keep theirs).
-        max_speed: fastest motion compensated, in frame heights per second.
-        min_speed: slowest motion that counts as moving, in frame heights per second.
-        min_contrast: smallest excess (``[0, 1]`` of luma or of a colour difference) that counts.
-        noise_factor: the contrast floor of each plane is at least this many noise sigmas of
-            that plane in this video.
-        colour: also look for specks in the colour-difference planes (``R - Y``, ``B - Y``).
-        max_spot_size: widest speck, as a fraction of the shorter side.
+        config: the detector's options (None: the defaults of :class:`ConfettiConfig`); this
+            reads ``work_short_side``, ``max_speed``, ``min_speed``, ``min_contrast``,
+            ``noise_factor``, ``colour``, ``max_spot_size``, ``moving_only`` and ``chunk``.
         cut_ratio, cut_level: a pair of frames whose median compensated luma difference exceeds
             both ``cut_ratio`` times the video's median and ``cut_level`` is a scene cut: frames
             on either side of it are not each other's neighbours.
-        moving_only: count specks in moving regions only (by default static regions count
-            too: there compensation is trivial and only the noise floor matters).
-        chunk: frame pairs processed at once (memory bound only; results do not depend on it).
+        options: overrides of fields of ``config`` by name, e.g. ``work_short_side=64``.
+
+    Raises:
+        ShapeError: ``frames`` is not ``(B, T >= 3, 3, H, W)``.
+        DetectorConfigError: an option is not a field of :class:`ConfettiConfig`.
 
     Returns:
         :class:`ConfettiMaps` with ``(B, T, h, w)`` maps on the working grid.
     """
+    cfg = with_options(ConfettiConfig, config, options, "confetti_maps")
+    colour, chunk = cfg.colour, cfg.chunk
     if frames.ndim == 4:
         frames = frames.unsqueeze(0)
         mask = None if mask is None else mask.reshape(1, -1)
@@ -295,10 +313,10 @@ def confetti_maps(
     if mask is None:
         mask = torch.ones((b, t), dtype=torch.bool, device=device)
     fps_t = torch.as_tensor(fps, dtype=torch.float32, device=device).reshape(-1).expand(b)
-    size = working_size(height, width, work_short_side)
+    size = working_size(height, width, cfg.work_short_side)
     short = min(size)
-    radius = search_radius(float(fps_t.min()), short, max_speed)
-    max_spot = max(3, int(round(max_spot_size * short)))
+    radius = search_radius(float(fps_t.min()), short, cfg.max_speed)
+    max_spot = max(3, int(round(cfg.max_spot_size * short)))
 
     luma, chroma = [], []
     for i in range(0, t, chunk):
@@ -337,7 +355,7 @@ def confetti_maps(
     pair_ok = real_pair & (cost <= torch.clamp(typical * cut_ratio, min=cut_level).unsqueeze(1))
     sigma = _masked_median(torch.cat(noise).view(b, 2, t - 1, planes).transpose(1, 2), pair_ok)  # (B, 2, C)
     sigma = sigma.amax(1)  # (B, C)
-    floor = torch.clamp(sigma * noise_factor, min=min_contrast)
+    floor = torch.clamp(sigma * cfg.noise_factor, min=cfg.min_contrast)
     residual = torch.cat(res_y).view(b, 2, t - 1, *size) / floor[:, :1, None, None, None]
     if colour:
         res_c = (torch.cat(res_c).view(b, 2, t - 1, 2, size[0] // 2, size[1] // 2) / floor[:, 1:].view(b, 1, 1, 2, 1, 1)).amax(3)
@@ -347,11 +365,11 @@ def confetti_maps(
 
     incoherent = transient_residual(residual[:, 0], residual[:, 1], pair_ok)
     fast = torch.maximum(speed[:, 0, 1:], speed[:, 1, :-1]) * (fps_t.view(b, 1, 1, 1) / short)
-    moving_blocks = dilate((fast > min_speed).float(), 3, 3)  # a block of margin around moving blocks
+    moving_blocks = dilate((fast > cfg.min_speed).float(), 3, 3)  # a block of margin around moving blocks
     moving = moving_blocks.repeat_interleave(BLOCK, -2).repeat_interleave(BLOCK, -1) > 0
     excess = small_detail(incoherent.flatten(0, 1), max_spot).view_as(incoherent)
     spots = excess > 1.0
-    if moving_only:
+    if cfg.moving_only:
         spots &= moving
 
     valid = pair_ok[:, :-1] & pair_ok[:, 1:]
@@ -376,15 +394,17 @@ def peak_mean(series: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor
 
 
 def confetti_score(
-    frames: torch.Tensor, fps: float | torch.Tensor, mask: torch.Tensor | None = None, peak_window_s: float = 0.1,
-    min_moving: float = 0.2, **options: Any,
+    frames: torch.Tensor, fps: float | torch.Tensor, mask: torch.Tensor | None = None,
+    config: ConfettiConfig | None = None, **options: Any,
 ) -> torch.Tensor:
     """Per-video confetti severity, ``(B,)``: per-mille of the moving area (at least ``min_moving``
     of the frame) covered by confetti, averaged over the worst ``peak_window_s`` seconds of frames.
-    ``frames`` is ``(B, T, C, H, W)`` in ``[0, 1]``; ``options`` go to :func:`confetti_maps`."""
-    maps = confetti_maps(frames, fps, mask, **options)
+    ``frames`` is ``(B, T, C, H, W)`` in ``[0, 1]``; ``config`` and ``options`` (overrides of its
+    fields) as for :func:`confetti_maps`."""
+    cfg = with_options(ConfettiConfig, config, options, "confetti_score")
+    maps = confetti_maps(frames, fps, mask, cfg)
     fps_min = float(torch.as_tensor(fps).min())
-    return peak_mean(maps.density(min_moving) * 1000.0, maps.valid, max(1, math.ceil(peak_window_s * fps_min)))
+    return peak_mean(maps.density(cfg.min_moving) * 1000.0, maps.valid, max(1, math.ceil(cfg.peak_window_s * fps_min)))
 
 
 class ConfettiDetector(BaseDetector):
@@ -399,28 +419,8 @@ class ConfettiDetector(BaseDetector):
         "Per-mille of the moving area (at least min_moving of the frame) covered by small, "
         "motion-incoherent, high-contrast specks, averaged over the worst peak_window_s seconds of the video."
     )
-    default_config: dict[str, Any] = {
-        "threshold": 0.6,
-        "event_level": 0.5,
-        "event_gap_s": 0.1,
-        "min_event_s": 0.06,
-        "peak_window_s": 0.1,
-        "min_moving": 0.2,
-        "work_short_side": 128,
-        "max_speed": 1.0,
-        "min_speed": 0.05,
-        "min_contrast": 0.14,
-        "noise_factor": 5.0,
-        "colour": True,
-        "max_spot_size": 0.025,
-        "moving_only": False,
-        "map_block": 8,
-        "chunk": 32,
-    }
-
-    def _map_options(self) -> dict[str, Any]:
-        keys = ("work_short_side", "max_speed", "min_speed", "min_contrast", "noise_factor", "colour", "max_spot_size", "moving_only", "chunk")
-        return {k: self.config[k] for k in keys}
+    config_type: ClassVar[type] = ConfettiConfig
+    options: ConfettiConfig
 
     def score(self, inputs: VideoInputs) -> DetectorResult:
         return self.score_batch([inputs])[0]
@@ -435,8 +435,8 @@ class ConfettiDetector(BaseDetector):
                 results[i] = DetectorResult.skipped(f"needs >= 3 frames, got {video.num_frames}", video.num_frames)
                 continue
             width, height = video.size
-            short = min(working_size(height, width, self.config["work_short_side"]))
-            radius = search_radius(video.fps, short, self.config["max_speed"])
+            short = min(working_size(height, width, self.options.work_short_side))
+            radius = search_radius(video.fps, short, self.options.max_speed)
             groups.setdefault((video.size, radius), []).append(i)
         for members in groups.values():
             batch = VideoBatch.from_videos([inputs[i].video for i in members], self.device)
@@ -445,18 +445,18 @@ class ConfettiDetector(BaseDetector):
         return results  # type: ignore[return-value]
 
     def _score_videobatch(self, batch: VideoBatch) -> list[DetectorResult]:
-        cfg = self.config
+        cfg = self.options
         with torch.no_grad():
-            maps = confetti_maps(batch.frames, batch.fps, batch.mask, **self._map_options())
-            share = maps.density(cfg["min_moving"]) * 1000.0
+            maps = confetti_maps(batch.frames, batch.fps, batch.mask, cfg)
+            share = maps.density(cfg.min_moving) * 1000.0
             scores = torch.stack(
-                [peak_mean(share[i : i + 1], maps.valid[i : i + 1], max(1, math.ceil(cfg["peak_window_s"] * float(f))))[0]
+                [peak_mean(share[i : i + 1], maps.valid[i : i + 1], max(1, math.ceil(cfg.peak_window_s * float(f))))[0]
                  for i, f in enumerate(batch.fps.tolist())]
             )
             moving_px = maps.moving.flatten(1).sum(1).float()
             affected = (maps.spots & maps.moving).flatten(1).sum(1).float() / moving_px.clamp_min(1)
             moving_share = maps.moving.flatten(2).float().mean(-1)
-            block = cfg["map_block"]
+            block = cfg.map_block
             heat = F.avg_pool2d(maps.spots.flatten(0, 1).unsqueeze(1).float(), block).view(
                 *maps.spots.shape[:2], maps.spots.shape[2] // block, maps.spots.shape[3] // block
             )
@@ -468,14 +468,14 @@ class ConfettiDetector(BaseDetector):
             series = np.where(valid, share[i, :n].cpu().numpy(), np.nan).astype(np.float32)
             score = float(scores[i])
             events = series_events(
-                series, cfg["event_level"], max(0, round(cfg["event_gap_s"] * fps)), "confetti",
-                min_length=max(1, math.ceil(cfg["min_event_s"] * fps - 1e-6)),
+                series, cfg.event_level, max(0, round(cfg.event_gap_s * fps)), "confetti",
+                min_length=max(1, math.ceil(cfg.min_event_s * fps - 1e-6)),
             )
             stats = {
                 "moving_area_affected": float(affected[i]),
                 "moving_share_mean": float(moving_share[i, :n][valid].mean()) if valid.any() else 0.0,
                 "peak_frame": int(np.nanargmax(series)) if valid.any() else -1,
-                "frames_with_confetti": int((series > cfg["event_level"]).sum()),
+                "frames_with_confetti": int((series > cfg.event_level).sum()),
                 "noise_sigma": [round(float(x), 5) for x in maps.noise[i]],
                 "contrast_floor": [round(float(x), 5) for x in maps.floor[i]],
                 "frames_scored": int(valid.sum()),
@@ -484,7 +484,7 @@ class ConfettiDetector(BaseDetector):
             out.append(
                 DetectorResult(
                     score=score,
-                    flagged=bool(score > cfg["threshold"]),
+                    flagged=bool(score > cfg.threshold),
                     series=series,
                     events=events,
                     stats=stats,

@@ -31,6 +31,7 @@ removed is reported in ``stats`` (``mesh_jitter``).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -40,6 +41,7 @@ import numpy as np
 
 from evalkit._types import DetectorResult, Event, VideoInputs
 from evalkit.detector import BaseDetector
+from evalkit.detectors._config import with_options
 from evalkit.detectors._face import (
     LEFT_EYE_CORNERS,
     MEASURES,
@@ -65,73 +67,75 @@ _SPEED_OF = (0, 1, 2)  # measures whose speed is a feature (eyelids move fast in
 _UPWARD_ONLY = (True, False, False, True)  # mouth opening and eye widening count upward only
 REFERENCE_FILE = "expression_reference.json"
 
-DEFAULT_CONFIG: dict[str, Any] = {
+
+
+@dataclass(frozen=True)
+class ExpressionConfig:
+    """The expression detector's options, the one definition of their defaults
+    (:class:`ExpressionDetector` and the functional forms :func:`expression_features`, :func:`exaggeration`)."""
+
     # flag above 1.25 times the real 99th percentile: set from real clips only (the highest
     # real segment of an identity left out of the reference scores 1.08; docs/face.md)
-    "threshold": 1.25,
-    "neutral_fraction": 0.25,  # the most-closed-mouth share of frames that defines neutral
-    "speed_s": 0.133,  # span of the speed's central difference
-    "despike": True,  # 3-frame running median of the measures before anything else
-    "reliability_s": 0.5,  # continuity window (each side) of the mesh-reliability weight
-    "peak_quantile": 0.95,  # a clip's peak: this quantile of its frames (robust to mis-tracked frames)
-    "min_face_s": 1.0,  # less frontal face than this: skipped
-    "max_yaw_deg": 35.0,
-    "max_pitch_deg": 35.0,
-    "min_face_px": 5.0,
-    "reference": None,  # path of another reference json (None: the bundled one)
-}
+    threshold: float = 1.25
+    neutral_fraction: float = 0.25  # the most-closed-mouth share of frames that defines neutral
+    speed_s: float = 0.133  # span of the speed's central difference
+    despike: bool = True  # 3-frame running median of the measures before anything else
+    # continuity window (each side) of the mesh-reliability weight (None: no weighting)
+    reliability_s: float | None = 0.5
+    peak_quantile: float = 0.95  # a clip's peak: this quantile of its frames (robust to mis-tracked frames)
+    min_face_s: float = 1.0  # less frontal face than this: skipped
+    max_yaw_deg: float = 35.0
+    max_pitch_deg: float = 35.0
+    min_face_px: float = 5.0
+    reference: str | None = None  # path of another reference json (None: the bundled one)
 
 
 def expression_features(
-    points: np.ndarray,
-    fps: float,
-    neutral_fraction: float = 0.25,
-    speed_s: float = 0.133,
-    max_yaw_deg: float = 35.0,
-    max_pitch_deg: float = 35.0,
-    min_face_px: float = 5.0,
-    despike: bool = True,
-    reliability_s: float | None = 0.5,
+    points: np.ndarray, fps: float, config: ExpressionConfig | None = None, **options: Any
 ) -> np.ndarray:
     """Expression features of every face against its own neutral, weighted by mesh reliability.
 
     Args:
         points: ``(T, F, 478, 3)`` face-mesh landmarks in pixels (NaN where no face).
         fps: frame rate.
-        despike: take a 3-frame running median of the measures first.
-        reliability_s: multiply each frame's features by :func:`mesh_continuity` over this
-            window (None: no weighting).
+        config: the detector's options (None: the defaults of :class:`ExpressionConfig`); this
+            reads ``neutral_fraction``, ``speed_s``, the face gates (``max_yaw_deg``,
+            ``max_pitch_deg``, ``min_face_px``), ``despike`` (a 3-frame running median of the
+            measures first) and ``reliability_s`` (multiply each frame's features by
+            :func:`mesh_continuity` over this window; None: no weighting).
+        options: overrides of fields of ``config`` by name.
 
     Returns:
         ``(T, F, 8)`` float32 in the order of :data:`FEATURES` (whole-face deformation and
         deviations in face sizes, speeds in face sizes per second), all >= 0; NaN where the
         face is absent, turned away or too small.
     """
+    cfg = with_options(ExpressionConfig, config, options, "expression_features")
     points = check_landmarks(points, "expression_features points")
     if points.ndim != 4:
         raise ShapeError("expression_features points", "(T, F, 478, 3)", points.shape)
     measures = expression_measures(points)  # (T, F, 4)
-    usable = is_frontal(points, max_yaw_deg, max_pitch_deg)
+    usable = is_frontal(points, cfg.max_yaw_deg, cfg.max_pitch_deg)
     with np.errstate(invalid="ignore"):
-        usable &= face_size(points) >= min_face_px
+        usable &= face_size(points) >= cfg.min_face_px
     measures = np.where(usable[..., None], measures, np.nan)
-    if despike:
+    if cfg.despike:
         measures = rolling_nanmedian(measures, 3, 2)
-    calm = _calm_frames(measures, neutral_fraction)  # (T, F)
+    calm = _calm_frames(measures, cfg.neutral_fraction)  # (T, F)
     neutral = quiet_nanmedian(np.where(calm[..., None], measures, np.nan), axis=0)  # (F, 4)
     deformation = face_deformation(points, usable, calm)
-    if despike:
+    if cfg.despike:
         deformation = rolling_nanmedian(deformation, 3, 2)
     deviation = measures - neutral[None]
     deviation = np.where(_UPWARD_ONLY, np.maximum(deviation, 0.0), np.abs(deviation))
-    half = frames_for(speed_s / 2.0, fps)
+    half = frames_for(cfg.speed_s / 2.0, fps)
     speed = np.full(measures.shape[:2] + (len(_SPEED_OF),), np.nan, np.float32)
     if len(measures) > 2 * half:
         moving = measures[:, :, _SPEED_OF]
         speed[half:-half] = np.abs(moving[2 * half :] - moving[: -2 * half]) * (fps / (2 * half))
     features = np.concatenate([deformation[..., None], deviation, speed], axis=-1)
-    if reliability_s is not None:
-        features = features * mesh_continuity(usable, fps, reliability_s)[..., None]
+    if cfg.reliability_s is not None:
+        features = features * mesh_continuity(usable, fps, cfg.reliability_s)[..., None]
     return features.astype(np.float32)
 
 
@@ -218,7 +222,9 @@ def reference_scale(reference: dict[str, Any]) -> np.ndarray:
     return np.array([reference["features"][f]["q99"] for f in FEATURES], np.float32)
 
 
-def exaggeration(features: np.ndarray, scale: np.ndarray, peak_quantile: float = 0.95) -> tuple[np.ndarray, float, np.ndarray]:
+def exaggeration(
+    features: np.ndarray, scale: np.ndarray, peak_quantile: float = ExpressionConfig.peak_quantile
+) -> tuple[np.ndarray, float, np.ndarray]:
     """Clip exaggeration from ``(T, F, 8)`` features and ``(8,)`` real 99th percentiles.
 
     Returns:
@@ -250,11 +256,12 @@ class ExpressionDetector(BaseDetector):
         "95th percentile over frames of the whole-face deformation from the face's own neutral, "
         "as a multiple of the real-face 99th percentile: 1 = edge of the real range"
     )
-    default_config: ClassVar[dict[str, Any]] = DEFAULT_CONFIG
+    config_type: ClassVar[type] = ExpressionConfig
+    options: ExpressionConfig
 
     def __init__(self, device: str = "cpu", **config: Any) -> None:
         super().__init__(device, **config)
-        self.reference = load_reference(self.config["reference"])
+        self.reference = load_reference(self.options.reference)
         self._scale = reference_scale(self.reference)
 
     def score(self, inputs: VideoInputs) -> DetectorResult:
@@ -262,21 +269,18 @@ class ExpressionDetector(BaseDetector):
         if inputs.face is None:
             return DetectorResult.skipped("no face landmarks were computed", video.num_frames)
         points = face_pixels(inputs.face, f"{video.path} face", video.num_frames)
-        cfg = self.config
-        features = expression_features(
-            points, video.fps, cfg["neutral_fraction"], cfg["speed_s"], cfg["max_yaw_deg"], cfg["max_pitch_deg"],
-            cfg["min_face_px"], cfg["despike"], cfg["reliability_s"],
-        )
+        cfg = self.options
+        features = expression_features(points, video.fps, cfg)
         seen = np.isfinite(features[..., 0])
         face_s = float(seen.any(axis=1).sum()) / video.fps
-        if face_s < cfg["min_face_s"]:
+        if face_s < cfg.min_face_s:
             return DetectorResult.skipped(
-                f"expected >= {cfg['min_face_s']} s of frontal face, got {face_s:.2f} s", video.num_frames
+                f"expected >= {cfg.min_face_s} s of frontal face, got {face_s:.2f} s", video.num_frames
             )
-        series, score, peaks = exaggeration(features, self._scale, cfg["peak_quantile"])
-        flagged = bool(score > cfg["threshold"])
+        series, score, peaks = exaggeration(features, self._scale, cfg.peak_quantile)
+        flagged = bool(score > cfg.threshold)
         ratios = features[..., 1:] / self._scale[1:]  # the named measures explain the events
-        over = np.nan_to_num(series, nan=0.0) > cfg["threshold"]
+        over = np.nan_to_num(series, nan=0.0) > cfg.threshold
         events = []
         for start, end in runs(over):
             window = ratios[start : end + 1]
@@ -290,7 +294,7 @@ class ExpressionDetector(BaseDetector):
             "peak_ratio_by_feature": peak_by_feature,
             "dominant_feature": FEATURES[1 + int(np.nanargmax(np.nan_to_num(peaks[1:], nan=-np.inf)))],
             "seconds_over_threshold": float(over.sum()) / video.fps,
-            "mesh_continuity": float(np.nanmean(np.where(seen, mesh_continuity(seen, video.fps, cfg["reliability_s"] or 0.5), np.nan))),
+            "mesh_continuity": float(np.nanmean(np.where(seen, mesh_continuity(seen, video.fps, cfg.reliability_s or ExpressionConfig.reliability_s), np.nan))),
             "mesh_jitter": float(np.nanmedian(jitter[seen])) if np.isfinite(jitter[seen]).any() else None,  # face sizes
             "reference": self.reference.get("name", "custom"),
         }
