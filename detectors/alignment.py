@@ -14,6 +14,7 @@ HuggingFace cache, named by the option ``model`` or ``$EVALKIT_ALIGNMENT_MODEL``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from evalkit._types import DetectorResult, Event, VideoInputs
-from evalkit.detector import BaseDetector
+from evalkit.detector import BaseDetector, config_dict
 from evalkit.detectors._clip import (
     LONG_TEXT_POLICIES,
     MODEL_ENV,
@@ -40,6 +41,7 @@ from evalkit.errors import DetectorConfigError, LayoutError, ModelWeightsMissing
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "AlignmentConfig",
     "AlignmentDetector",
     "VideoCLIPScore",
     "clip_score",
@@ -58,8 +60,21 @@ if TYPE_CHECKING:
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+@dataclasses.dataclass(frozen=True)
+class AlignmentConfig:
+    """The alignment detector's options, the one definition of their defaults."""
+
+    model: str | None = None  # local dir or cached repo id; None: $EVALKIT_ALIGNMENT_MODEL
+    frames_per_second: float = 2.0  # sampled frames per second of video
+    max_frames: int = 32  # cap per video (spread over the whole video)
+    batch_size: int = 64  # frames per forward pass, across videos
+    long_text: str = "truncate"  # or "chunk"; see :func:`~evalkit.detectors._clip.encode_texts`
+    dtype: str = "float32"  # float16 / bfloat16 on a GPU
+    threshold: float = 20.0  # flag below this; uncalibrated placeholder for CLIP ViT-B/L (see docs)
+
+
 def frame_text_similarity(
-    frames: torch.Tensor, texts: Sequence[str], model: Any, processor: Any, long_text: str = "truncate"
+    frames: torch.Tensor, texts: Sequence[str], model: Any, processor: Any, long_text: str = AlignmentConfig.long_text
 ) -> torch.Tensor:
     """Raw ``100 * cos`` between each frame and its video's (or image's) text.
 
@@ -87,7 +102,7 @@ def frame_text_similarity(
 
 def _clip_score_update(
     frames: torch.Tensor, texts: Sequence[str], model: Any, processor: Any,
-    mask: torch.Tensor | None = None, long_text: str = "truncate",
+    mask: torch.Tensor | None = None, long_text: str = AlignmentConfig.long_text,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of raw ``100 * cos`` over valid frames and their count (``mask``: ``(B, T)`` bool)."""
     sim = frame_text_similarity(frames, texts, model, processor, long_text)
@@ -106,7 +121,7 @@ def _clip_score_compute(score_sum: torch.Tensor, count: torch.Tensor) -> torch.T
 
 def clip_score(
     frames: torch.Tensor, texts: Sequence[str], model: Any, processor: Any,
-    mask: torch.Tensor | None = None, long_text: str = "truncate",
+    mask: torch.Tensor | None = None, long_text: str = AlignmentConfig.long_text,
 ) -> torch.Tensor:
     """CLIPScore of each video (or image) against its text.
 
@@ -162,31 +177,25 @@ class AlignmentDetector(BaseDetector):
         "CLIPScore max(100*cos, 0) of sampled frames vs the prompt, averaged over the video (0-100, higher = "
         "better aligned); meaningful only with real weights and only relative to other checkpoints on the same prompt."
     )
-    default_config: ClassVar[dict[str, Any]] = {
-        "model": None,  # local dir or cached repo id; None: $EVALKIT_ALIGNMENT_MODEL
-        "frames_per_second": 2.0,  # sampled frames per second of video
-        "max_frames": 32,  # cap per video (spread over the whole video)
-        "batch_size": 64,  # frames per forward pass, across videos
-        "long_text": "truncate",  # or "chunk"
-        "dtype": "float32",  # float16 / bfloat16 on a GPU
-        "threshold": 20.0,  # flag below this; uncalibrated placeholder for CLIP ViT-B/L (see docs)
-    }
+    config_type: ClassVar[type] = AlignmentConfig
+    options: AlignmentConfig
 
     def __init__(self, device: str | torch.device = "cpu", **config: Any) -> None:
         super().__init__(device=device, **config)
-        c = self.config
-        if c["long_text"] not in LONG_TEXT_POLICIES:
-            raise DetectorConfigError(f"alignment: long_text: expected one of {LONG_TEXT_POLICIES}, got {c['long_text']!r}")
-        if c["dtype"] not in _DTYPES:
-            raise DetectorConfigError(f"alignment: dtype: expected one of {sorted(_DTYPES)}, got {c['dtype']!r}")
-        if not (c["frames_per_second"] > 0 and c["max_frames"] >= 1 and c["batch_size"] >= 1):
+        c = self.options
+        if c.long_text not in LONG_TEXT_POLICIES:
+            raise DetectorConfigError(f"alignment: long_text: expected one of {LONG_TEXT_POLICIES}, got {c.long_text!r}")
+        if c.dtype not in _DTYPES:
+            raise DetectorConfigError(f"alignment: dtype: expected one of {sorted(_DTYPES)}, got {c.dtype!r}")
+        if not (c.frames_per_second > 0 and c.max_frames >= 1 and c.batch_size >= 1):
             raise DetectorConfigError(
                 "alignment: expected frames_per_second > 0, max_frames >= 1, batch_size >= 1, got "
-                f"{c['frames_per_second']}, {c['max_frames']}, {c['batch_size']}"
+                f"{c.frames_per_second}, {c.max_frames}, {c.batch_size}"
             )
-        self.model_path = resolve_local_model(c["model"])  # fail fast; the weights load on first use
+        self.model_path = resolve_local_model(c.model)  # fail fast; the weights load on first use
         # Key stored results by the model actually used, not by "whatever the env var said".
-        c["model"] = str(self.model_path)
+        self.options = dataclasses.replace(c, model=str(self.model_path))
+        self.config = config_dict(self.options)
         self._model: Any = None
         self._processor: Any = None
 
@@ -204,7 +213,7 @@ class AlignmentDetector(BaseDetector):
     def load(self) -> tuple[Any, Any]:
         """``(model, processor)``, loaded from local files on first call."""
         if self._model is None:
-            self._model, self._processor = load_local_model(self.model_path, self.device, _DTYPES[self.config["dtype"]])
+            self._model, self._processor = load_local_model(self.model_path, self.device, _DTYPES[self.options.dtype])
         return self._model, self._processor
 
     def score(self, inputs: VideoInputs) -> DetectorResult:
@@ -223,17 +232,17 @@ class AlignmentDetector(BaseDetector):
                 todo.append(i)
         if not todo:
             return results  # type: ignore[return-value]
-        c = self.config
+        c = self.options
         model, processor = self.load()
         sampled = [
-            sample_frame_indices(inputs[i].video.num_frames, inputs[i].video.fps, c["frames_per_second"], c["max_frames"])
+            sample_frame_indices(inputs[i].video.num_frames, inputs[i].video.fps, c.frames_per_second, c.max_frames)
             for i in todo
         ]
         prompts = sorted({inputs[i].prompt for i in todo})  # type: ignore[misc]
         prompt_index = {p: k for k, p in enumerate(prompts)}
         log.debug("alignment: %d videos, %d sampled frames, %d prompts", len(todo), sum(map(len, sampled)), len(prompts))
         with torch.inference_mode():
-            text, infos = encode_texts(prompts, model, processor, c["long_text"])
+            text, infos = encode_texts(prompts, model, processor, c.long_text)
             # Videos of different sizes can't share a tensor: bring each one's sampled frames to the
             # model's input size first, then batch the forward passes across videos.
             image_processor = getattr(processor, "image_processor", processor)
@@ -243,7 +252,7 @@ class AlignmentDetector(BaseDetector):
                 )
                 for i, idx in zip(todo, sampled)
             ])
-            image = encode_pixels(pixels, model, c["batch_size"])
+            image = encode_pixels(pixels, model, c.batch_size)
             prompt_of_frame = torch.cat([
                 torch.full((len(idx),), prompt_index[inputs[i].prompt], dtype=torch.long) for i, idx in zip(todo, sampled)
             ]).to(image.device)
@@ -259,7 +268,7 @@ class AlignmentDetector(BaseDetector):
         score = max(float(raw.mean()), 0.0)
         series = np.full(x.video.num_frames, np.nan, np.float32)
         series[idx] = frame_scores
-        threshold = float(self.config["threshold"])
+        threshold = float(self.options.threshold)
         return DetectorResult(
             score=score,
             flagged=score < threshold,

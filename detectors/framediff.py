@@ -7,6 +7,7 @@ It is no failure-mode detector: it reports how much each frame changes and flags
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -42,6 +43,15 @@ def frame_difference(frames: torch.Tensor, mask: torch.Tensor | None = None) -> 
     return out
 
 
+@dataclass(frozen=True)
+class FrameDifferenceConfig:
+    """The framediff detector's options: a frame is a jump when it changes more than
+    ``max(jump_factor x the clip's median change, min_jump)``."""
+
+    jump_factor: float = 4.0  # times the clip's median change
+    min_jump: float = 12.0  # 8-bit levels: a still clip's tiny median does not make noise a jump
+
+
 class FrameDifferenceDetector(BaseDetector):
     name: ClassVar[str] = "framediff"
     failure_mode: ClassVar[str] = "abrupt change (reference signal)"
@@ -49,7 +59,8 @@ class FrameDifferenceDetector(BaseDetector):
     higher_is_worse: ClassVar[bool] = True
     version: ClassVar[str] = "1"
     score_meaning: ClassVar[str] = "mean absolute change between consecutive frames, in 8-bit levels (0-255)"
-    default_config: ClassVar[dict] = {"jump_factor": 4.0, "min_jump": 12.0}
+    config_type: ClassVar[type] = FrameDifferenceConfig
+    options: FrameDifferenceConfig
 
     def score_batch(self, inputs: list[VideoInputs]) -> list[DetectorResult]:
         by_size: dict[tuple[int, int], list[int]] = {}
@@ -68,7 +79,7 @@ class FrameDifferenceDetector(BaseDetector):
         if finite.size == 0:
             return DetectorResult.skipped("fewer than 2 frames", len(series))
         median = float(np.median(finite))
-        limit = max(self.config["jump_factor"] * median, self.config["min_jump"])
+        limit = max(self.options.jump_factor * median, self.options.min_jump)
         jumps = np.nan_to_num(series, nan=0.0) > limit
         events = [Event(s, e, "jump", float(np.nanmax(series[s : e + 1]))) for s, e in runs(jumps)]
         return DetectorResult(

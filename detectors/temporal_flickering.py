@@ -8,7 +8,8 @@ only runs it on static videos; here it runs on everything, so what it misses is 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -40,6 +41,13 @@ def temporal_flickering(frames: torch.Tensor, mask: torch.Tensor | None = None) 
     return 1.0 - (diffs * pairs).sum(1) / pairs.sum(1).clamp_min(1.0)
 
 
+@dataclass(frozen=True)
+class TemporalFlickeringConfig:
+    """The temporal_flickering detector's options."""
+
+    threshold: float = 0.95  # flag a video scoring below this (1 = static)
+
+
 class TemporalFlickeringDetector(BaseDetector):
     """VBench's whole-frame temporal flickering as a detector (a baseline, not a confetti finder)."""
 
@@ -49,7 +57,8 @@ class TemporalFlickeringDetector(BaseDetector):
     higher_is_worse = False
     version = "1"
     score_meaning = "VBench temporal flickering: 1 - mean absolute difference of consecutive frames (1 = static)."
-    default_config: dict[str, Any] = {"threshold": 0.95}
+    config_type: ClassVar[type] = TemporalFlickeringConfig
+    options: TemporalFlickeringConfig
 
     def score(self, inputs: VideoInputs) -> DetectorResult:
         return self.score_batch([inputs])[0]
@@ -69,7 +78,7 @@ class TemporalFlickeringDetector(BaseDetector):
             out.append(
                 DetectorResult(
                     score=score,
-                    flagged=bool(score < self.config["threshold"]),
+                    flagged=bool(score < self.options.threshold),
                     series=series,
                     stats={"mean_abs_diff": 1.0 - score},
                 )
