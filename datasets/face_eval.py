@@ -248,7 +248,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--skip-blink", action="store_true")
     parser.add_argument("--skip-expression", action="store_true")
+    parser.add_argument("--landmarks", choices=["mediapipe", "litert"], default="mediapipe",
+                        help="face mesh backend for every clip")
     args = parser.parse_args(argv)
+    faces.LANDMARK_BACKEND = args.landmarks
     logging.basicConfig(level=logging.WARNING)
     start = time.perf_counter()
     if not args.skip_blink:

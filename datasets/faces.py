@@ -49,17 +49,24 @@ def mesh_points(frames: np.ndarray, key: str) -> np.ndarray:
     return cached_face_track(frames, key).pixels()[:, 0]
 
 
+# The landmark backend the harnesses mesh with (``face_eval --landmarks``); tracks of other
+# backends than MediaPipe's are cached under their own names.
+LANDMARK_BACKEND = "mediapipe"
+
+
 def cached_face_track(frames: np.ndarray, key: str) -> FaceTrack:
-    """:func:`evalkit.landmarks.extract_face` (the runner's settings) over ``(T, H, W, 3)``
-    frames, cached under ``.cache/faces/`` by ``key`` and the frames' bytes (rebuilt when missing)."""
-    from evalkit.landmarks import extract_face
+    """:func:`evalkit.landmarks.extract_face` (the runner's settings, :data:`LANDMARK_BACKEND`)
+    over ``(T, H, W, 3)`` frames, cached under ``.cache/faces/`` by ``key`` and the frames' bytes
+    (rebuilt when missing)."""
+    from evalkit.landmarks import LandmarkOptions, extract_face
 
     h, w = frames.shape[1:3]
     digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
-    path = CACHE / f"{key}-{digest}.npy"
+    backend = "" if LANDMARK_BACKEND == "mediapipe" else f"-{LANDMARK_BACKEND}"
+    path = CACHE / f"{key}-{digest}{backend}.npy"
     if path.is_file():
         return FaceTrack(np.load(path), (w, h))
-    track = extract_face(np.ascontiguousarray(frames))
+    track = extract_face(np.ascontiguousarray(frames), LandmarkOptions(backend=LANDMARK_BACKEND))
     try:
         CACHE.mkdir(parents=True, exist_ok=True)
         np.save(path, track.landmarks)

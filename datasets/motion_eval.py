@@ -47,7 +47,7 @@ from evalkit._types import PoseTrack, Video, VideoInputs
 from evalkit.datasets import body
 from evalkit.datasets.footage import load_clip, pyfeat_photo
 from evalkit.detectors.motion import MotionDetector, pose_jitter
-from evalkit.landmarks import extract_pose
+from evalkit.landmarks import LandmarkOptions, extract_pose
 
 log = logging.getLogger(__name__)
 CACHE = Path(".cache/motion")
@@ -63,17 +63,24 @@ CLEAN_ONLY = {"tuneclean"}  # more clean dances (negatives) to tune against: the
 FPS_CHOICES = (8.0, 12.0, 24.0, 30.0)
 
 
+# The landmark backend the harness tracks poses with (``--landmarks``); tracks of other backends
+# than MediaPipe's are cached under their own names.
+LANDMARK_BACKEND = "mediapipe"
+
+
 def cached_pose(frames: np.ndarray, key: str) -> PoseTrack:
     """MediaPipe pose of ``frames`` ``(T, H, W, 3)``: landmarks ``(T, 33, 4)`` and the limb mask
     profile ``(T, 8, S)``, cached by ``key`` and the frames' bytes. A track cached before the
     profile existed is made again whole (turning the mask on leaves the landmarks bit for bit the
     same: 226 tune clips checked)."""
     digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
+    if LANDMARK_BACKEND != "mediapipe":
+        digest = f"{digest}-{LANDMARK_BACKEND}"
     path, mask_path = CACHE / f"{key}-{digest}.npy", CACHE / f"{key}-{digest}-limbmask.npy"
     size = (frames.shape[2], frames.shape[1])
     if path.is_file() and mask_path.is_file():
         return PoseTrack(np.load(path), size, np.load(mask_path))
-    track = extract_pose(frames)
+    track = extract_pose(frames, LandmarkOptions(backend=LANDMARK_BACKEND))
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(path, track.landmarks)
     np.save(mask_path, track.limb_mask)
@@ -305,7 +312,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--oracle", type=float, default=None, metavar="SIGMA",
                         help="score the puppets on their ground-truth keypoints with this jitter (shoulder widths) "
                              "instead of MediaPipe's tracks: what the checks find given a pose model that follows them")
+    parser.add_argument("--landmarks", choices=["mediapipe", "litert"], default="mediapipe",
+                        help="pose backend for every clip")
     args = parser.parse_args(argv)
+    global LANDMARK_BACKEND
+    LANDMARK_BACKEND = args.landmarks
     splits = {"both": ["tune", "holdout"], "all": list(SPLITS)}.get(args.split, [args.split])
     for split in splits:
         s = evaluate(split, show_jitter=args.jitter, oracle=args.oracle)
