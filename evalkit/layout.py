@@ -14,6 +14,11 @@
 Stages, in curriculum order: image, lowres, midres, highres, post. Checkpoints are ordered by
 ``step`` when known, else by name (natural order). Folders whose name starts with ``.`` or
 ``_`` are ignored.
+
+Skipped with a layout problem naming the path (the run goes on and exits 1): a checkpoint whose
+checkpoint.json is bad, a folder named like a video (``clip.mp4/``), and a checkpoint folder or
+video that is a symlink resolving outside ROOT (a root shared for review must not expose other
+files). Symlinks inside ROOT are followed.
 """
 
 from __future__ import annotations
@@ -143,6 +148,11 @@ def _natural_key(name: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` resolves (links and ``..`` followed) to somewhere under ``root``."""
+    return path.resolve().is_relative_to(root)
+
+
 def scan_root(root: str | Path) -> RootLayout:
     """Find checkpoints, prompts and videos under ``root``.
 
@@ -163,6 +173,10 @@ def scan_root(root: str | Path) -> RootLayout:
         log.warning("%s: no prompts.jsonl; detectors that need a prompt will skip these videos", root)
     checkpoints: list[Checkpoint] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        if not _inside(folder, root):
+            problems.append(LayoutError(str(folder), f"expected a checkpoint folder inside {root}, got a link to "
+                                                     f"{folder.resolve()}; skipped"))
+            continue
         try:
             checkpoints.append(read_checkpoint_meta(folder))
         except LayoutError as exc:
@@ -171,7 +185,17 @@ def scan_root(root: str | Path) -> RootLayout:
     items: list[VideoItem] = []
     for checkpoint in checkpoints:
         for path in sorted(checkpoint.path.iterdir()):
-            if not path.is_file() or path.suffix.lower() not in VIDEO_EXTENSIONS:
+            if path.suffix.lower() not in VIDEO_EXTENSIONS:
+                continue
+            if path.is_dir():
+                problems.append(LayoutError(str(path), "expected a video file, got a directory; skipped"))
+                continue
+            if not _inside(path, root):
+                problems.append(LayoutError(str(path), f"expected a video inside {root}, got a link to "
+                                                       f"{path.resolve()}; skipped"))
+                continue
+            if not path.is_file():  # a dangling link, a socket
+                problems.append(LayoutError(str(path), "expected a video file, got something else; skipped"))
                 continue
             prompt_id, seed = parse_video_name(path)
             prompt = prompts.get(prompt_id)

@@ -54,6 +54,11 @@ def _output_size(width: int, height: int, max_side: int | None) -> tuple[int, in
 def decode_video(path: str | Path, options: DecodeOptions = DecodeOptions(), digest: str | None = None) -> Video:
     """Decode ``path`` into a :class:`Video` with ``frames`` of shape ``(T, 3, H, W)`` uint8.
 
+    Frames come out as a player shows them: rotation metadata (a phone's portrait clip) is
+    applied, so ``H, W`` are the displayed height and width. Grayscale, alpha and 10-bit sources
+    are converted to 8-bit RGB (alpha dropped); interlaced frames are kept as decoded (woven
+    fields, no deinterlacing); a variable-rate clip keeps every frame and reports its average rate.
+
     Raises:
         VideoDecodeError: the file is missing, not a video, has no video stream or no frames.
     """
@@ -63,6 +68,8 @@ def decode_video(path: str | Path, options: DecodeOptions = DecodeOptions(), dig
     if not Path(path).is_file():
         raise VideoDecodeError(path, "no such file")
     digest = digest or content_hash(path)
+    if Path(path).stat().st_size == 0:
+        raise VideoDecodeError(path, "not a readable video (empty file, 0 bytes)")
     try:
         container = av.open(path)
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -91,7 +98,7 @@ def decode_video(path: str | Path, options: DecodeOptions = DecodeOptions(), dig
                 if index + 1e-6 < next_keep:
                     continue
                 next_keep += step
-                frames.append(frame.to_ndarray(format="rgb24", width=out_w, height=out_h))
+                frames.append(_upright(frame.to_ndarray(format="rgb24", width=out_w, height=out_h), frame.rotation))
                 kept.append(index)
                 if options.max_frames and len(frames) >= options.max_frames:
                     break
@@ -101,6 +108,10 @@ def decode_video(path: str | Path, options: DecodeOptions = DecodeOptions(), dig
             # A truncated file: keep what decoded, as players do.
         if not frames:
             raise VideoDecodeError(path, "no frames decoded")
+    if len({f.shape for f in frames}) > 1:  # rotation metadata cannot change midway in practice
+        raise VideoDecodeError(path, f"frame size changes midway ({frames[0].shape[:2]} then {frames[-1].shape[:2]})")
+    if frames[0].shape[:2] != (out_h, out_w):  # rotated a quarter turn
+        width, height = height, width
     array = np.stack(frames)  # (T, H, W, C)
     tensor = torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
     return Video(
@@ -112,6 +123,13 @@ def decode_video(path: str | Path, options: DecodeOptions = DecodeOptions(), dig
         source_fps=source_fps,
         content_hash=digest,
     )
+
+
+def _upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """``(H, W, 3)`` as displayed: ``rotation`` is the display matrix's counter-clockwise angle
+    (PyAV's ``VideoFrame.rotation``), in degrees."""
+    quarter_turns = int(round(rotation / 90.0)) % 4
+    return image if quarter_turns == 0 else np.ascontiguousarray(np.rot90(image, k=quarter_turns))
 
 
 def write_video(path: str | Path, frames: np.ndarray | torch.Tensor, fps: float, crf: int = 18) -> Path:

@@ -111,3 +111,22 @@ def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "evalkit.db")
     return request.getfixturevalue("postgres_db")
+
+
+# Reliability counts ---------------------------------------------------------------------------
+# Tests of the reliability work (bad inputs, crash campaign, concurrent reviewers, migration)
+# record what they measured; the counts are printed at the end of the run.
+_RELIABILITY: list[str] = []
+
+
+@pytest.fixture
+def reliability_counts():
+    """``reliability_counts("bad inputs: 29 kinds tried, ...")`` adds a line to the run summary."""
+    return _RELIABILITY.append
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _RELIABILITY:
+        terminalreporter.section("reliability counts")
+        for line in _RELIABILITY:
+            terminalreporter.write_line(line)
