@@ -62,6 +62,7 @@ class _Job:
     pose: PoseTrack | None = None
     landmark_error: str | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    meta: tuple[int, float, int, int] | None = None  # (frames, fps, width, height) once decoded
 
 
 def resolve_detectors(
@@ -123,6 +124,13 @@ def _by_name(detectors: Sequence[Detector], name: str) -> Detector:
     return next(d for d in detectors if d.name == name)
 
 
+def _put_item(store: ResultStore | None, job: _Job) -> None:
+    if store is not None and job.meta is not None:
+        item = job.item
+        store.put_item(ItemRecord(item.path, job.digest, item.checkpoint, item.prompt_id, item.seed,
+                                  *job.meta, prompt_digest(item.prompt)))
+
+
 def _chunks(items: Sequence[VideoItem], size: int) -> Iterator[Sequence[VideoItem]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -151,6 +159,7 @@ class Runner:
         self.detectors = list(detectors)
         self.decode = decode
         self.batch_size = batch_size
+        self.chunk_size = batch_size  # videos planned together; an engine that streams plans more
         self.pool = LandmarkPool(workers, landmark_options)
         self.landmarks = landmark_options.backend  # part of face/pose result keys (see _key)
 
@@ -165,25 +174,24 @@ class Runner:
 
     def run(self, items: Iterable[VideoItem], store: ResultStore | None = None, progress: bool = False) -> Iterator[Outcome]:
         """Yield one :class:`Outcome` per (item, detector), in input order. Results are stored as
-        soon as they exist; outcomes are yielded a chunk (``batch_size`` videos) at a time."""
-        items = list(items)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+        soon as they exist; outcomes are yielded a chunk (``batch_size`` videos) at a time. With
+        ``progress``, a bar (terminal or notebook) counts clips as their last detector finishes."""
+        from evalkit.progress import clip_progress
 
-            bar = tqdm(total=len(items), unit="video", desc="evalkit")
-        try:
+        items = list(items)
+        with clip_progress(len(items), enabled=progress) as bar:
             rank = {d.name: i for i, d in enumerate(self.detectors)}
-            for chunk in _chunks(items, self.batch_size):
+            for chunk in _chunks(items, self.chunk_size):
                 # Input order, then detector order: output reads like the command line.
                 position = {id(item): i for i, item in enumerate(chunk)}
-                outcomes = list(self._run_chunk(chunk, store))
+                left = {id(item): len(self.detectors) for item in chunk}
+                outcomes = []
+                for outcome in self._run_chunk(chunk, store):
+                    outcomes.append(outcome)
+                    left[id(outcome.item)] -= 1
+                    if left[id(outcome.item)] == 0:
+                        bar.update(1)
                 yield from sorted(outcomes, key=lambda o: (position[id(o.item)], rank.get(o.detector, 0)))
-                if bar is not None:
-                    bar.update(len(chunk))
-        finally:
-            if bar is not None:
-                bar.close()
 
     def _run_chunk(self, chunk: Sequence[VideoItem], store: ResultStore | None) -> Iterator[Outcome]:
         jobs: list[_Job] = []
@@ -211,37 +219,54 @@ class Runner:
             if todo:
                 jobs.append(_Job(item, digest, todo))
 
+        for job, detector, outcome in self._execute(jobs, store):
+            produced[_key(job.digest, detector, job.item.prompt, self.landmarks)] = outcome
+            yield outcome
+
+        meta = {job.digest: job.meta for job in jobs if job.meta is not None}
+        for item, digest, detector, key in followers:
+            origin = produced[key]
+            if store is not None:
+                store.put_item(ItemRecord(item.path, digest, item.checkpoint, item.prompt_id, item.seed,
+                                          *meta.get(digest, (None, None, None, None)), prompt_digest(item.prompt)))
+                if origin.error is not None:
+                    store.put_error(item.path, detector.name, origin.error, item.checkpoint)
+            yield Outcome(item, detector.name, result=origin.result, error=origin.error, cached=origin.error is None)
+
+    def _execute(self, jobs: list[_Job], store: ResultStore | None) -> Iterator[tuple[_Job, Detector, Outcome]]:
+        """Decode each job's video once and score it with its pending detectors; one outcome per
+        (job, pending detector). Another engine replaces this step (see ``evalkit._ray_engine``)."""
         decoded: list[_Job] = []
-        meta: dict[str, tuple[int, float, int, int]] = {}
         for job in jobs:
             try:
                 job.video = decode_video(job.item.path, self.decode, job.digest)
             except VideoDecodeError as exc:
                 for outcome in self._fail_all(job.item, job.todo, str(exc), store):
-                    produced[_key(job.digest, _by_name(job.todo, outcome.detector), job.item.prompt, self.landmarks)] = outcome
-                    yield outcome
+                    yield job, _by_name(job.todo, outcome.detector), outcome
                 continue
             video = job.video
-            meta[job.digest] = (video.num_frames, video.fps, video.size[0], video.size[1])
-            if store is not None:
-                store.put_item(ItemRecord(job.item.path, job.digest, job.item.checkpoint, job.item.prompt_id,
-                                          job.item.seed, *meta[job.digest], prompt_digest(job.item.prompt)))
-            need_face = any("face" in d.requires for d in job.todo)
-            need_pose = any("pose" in d.requires for d in job.todo)
-            if need_face or need_pose:
-                job.landmarks = self.pool.submit(video.numpy_hwc(), need_face, need_pose)
+            job.meta = (video.num_frames, video.fps, video.size[0], video.size[1])
+            _put_item(store, job)
+            self._submit_landmarks(job)  # the workers start while the next video decodes
             decoded.append(job)
+        yield from self.score_decoded(decoded, store)
 
-        def record(outcomes: Iterator[tuple[_Job, Outcome]], detector: Detector) -> Iterator[Outcome]:
-            for job, outcome in outcomes:
-                produced[_key(job.digest, detector, job.item.prompt, self.landmarks)] = outcome
-                yield outcome
+    def _submit_landmarks(self, job: _Job) -> None:
+        need_face = any("face" in d.requires for d in job.todo)
+        need_pose = any("pose" in d.requires for d in job.todo)
+        if job.landmarks is None and (need_face or need_pose):
+            job.landmarks = self.pool.submit(job.video.numpy_hwc(), need_face, need_pose)  # type: ignore[union-attr]
 
-        # Frame-only detectors run while the landmark workers are busy.
+    def score_decoded(self, jobs: list[_Job], store: ResultStore | None = None) -> Iterator[tuple[_Job, Detector, Outcome]]:
+        """Landmarks where a pending detector needs them, then every pending detector, batched
+        over ``jobs`` (decoded). Frame-only detectors run while the landmark workers are busy."""
+        for job in jobs:
+            self._submit_landmarks(job)
         for detector in self.detectors:
             if not _needs_landmarks(detector):
-                yield from record(self._score(detector, [j for j in decoded if detector in j.todo], store), detector)
-        for job in decoded:
+                for job, outcome in self._score(detector, [j for j in jobs if detector in j.todo], store):
+                    yield job, detector, outcome
+        for job in jobs:
             if job.landmarks is None:
                 continue
             try:
@@ -251,19 +276,12 @@ class Runner:
                 log.error(job.landmark_error)
         for detector in self.detectors:
             if _needs_landmarks(detector):
-                group = [j for j in decoded if detector in j.todo]
-                failed = [(j, self._error(j.item, detector.name, j.landmark_error, store)) for j in group if j.landmark_error]
-                yield from record(iter(failed), detector)
-                yield from record(self._score(detector, [j for j in group if not j.landmark_error], store), detector)
-
-        for item, digest, detector, key in followers:
-            origin = produced[key]
-            if store is not None:
-                store.put_item(ItemRecord(item.path, digest, item.checkpoint, item.prompt_id, item.seed,
-                                          *meta.get(digest, (None, None, None, None)), prompt_digest(item.prompt)))
-                if origin.error is not None:
-                    store.put_error(item.path, detector.name, origin.error, item.checkpoint)
-            yield Outcome(item, detector.name, result=origin.result, error=origin.error, cached=origin.error is None)
+                group = [j for j in jobs if detector in j.todo]
+                for job in group:
+                    if job.landmark_error:
+                        yield job, detector, self._error(job.item, detector.name, job.landmark_error, store)
+                for job, outcome in self._score(detector, [j for j in group if not j.landmark_error], store):
+                    yield job, detector, outcome
 
     def _score(self, detector: Detector, jobs: list[_Job], store: ResultStore | None) -> Iterator[tuple[_Job, Outcome]]:
         if not jobs:
