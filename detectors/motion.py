@@ -53,6 +53,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,6 +61,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from evalkit._types import DetectorResult, Event, PoseTrack, VideoInputs
 from evalkit.detector import BaseDetector
+from evalkit.detectors._config import with_options
 from evalkit.detectors._events import series_events
 from evalkit.errors import ShapeError
 
@@ -73,6 +75,7 @@ BONES: dict[str, tuple[int, int, float]] = {
     "left_thigh": (23, 25, 1.10), "right_thigh": (24, 26, 1.10),
     "left_shin": (25, 27, 1.05), "right_shin": (26, 28, 1.05),
 }
+NECK_NOMINAL = 0.55  # nose to the shoulders' midpoint, in shoulder widths
 JOINTS: dict[str, int] = {
     "nose": 0, "left_elbow": 13, "right_elbow": 14, "left_wrist": 15, "right_wrist": 16,
     "left_knee": 25, "right_knee": 26, "left_ankle": 27, "right_ankle": 28,
@@ -86,49 +89,55 @@ HINGES: dict[str, tuple[int, int, int]] = {
 }
 CHECKS = ("stretch", "jump", "speed", "accel", "teleport", "swap", "dropout", "angle", "cut")
 
-DEFAULTS: dict[str, Any] = {
-    "threshold": 1.0,
-    "min_visibility": 0.6,
-    "size_window_s": 1.0,
-    "min_duration_s": 0.15,
-    "baseline_s": 0.1,
-    "stretch_ratio": 1.3,
-    "chain_ratio": 1.15,
-    "limb_stretch_ratio": 1.2,
-    "stretch_hold_s": 0.3,
-    "neck_ratio": 1.4,
-    "max_speed": 16.0,
-    "max_accel": 360.0,
-    "teleport_window_s": 0.5,
-    "teleport_step": 0.6,
-    "teleport_spread": 2.5,
-    "jump_window_s": 0.3,
-    "jump_ratio": 1.3,
-    "jump_persist_s": 0.1,
-    "jump_chain_share": 0.5,
-    "reference_floor": 0.7,
-    "swap_gain": 0.4,
-    "swap_window_s": 0.1,
-    "swap_axis_s": 0.1,
-    "cut_gap": 0.2,
-    "cut_hold_s": 0.1,
-    "cut_min_length": 0.2,
-    "cut_root": True,
-    "cut_bones": ("left_forearm", "right_forearm", "left_shin", "right_shin"),
-    "vis_low": 0.3,
-    "vis_high": 0.8,
-    "vis_track": 0.6,
-    "dropout_min_s": 0.25,
-    "dropout_max_s": 1.5,
-    "frame_margin": 0.03,
-    "min_joint_angle_deg": 20.0,
-    "cut_jump": 1.5,
-    "merge_gap_s": 0.25,
-    "judge_window_s": 1.0,
-    "judge_min_share": 0.5,
-    "max_incoherence": 0.25,
-    "limb_min_share": 0.4,
-}
+@dataclass(frozen=True)
+class MotionConfig:
+    """The motion detector's options, the one definition of their defaults (:class:`MotionDetector`
+    and the functional forms :func:`motion_checks`, :func:`judged_frames`, :func:`motion_breakage`).
+    Times are in seconds and lengths in body sizes, so that frame rates and resolutions compare."""
+
+    threshold: float = 1.0  # a severity >= this is broken (every check's severity is 1.0 at its own threshold)
+    min_visibility: float = 0.6  # a joint below this visibility is not seen
+    size_window_s: float = 1.0  # rolling median of the body size
+    # a pose model's own glitches are shorter: the positions' running median, the shortest swap
+    # and the hold of the angle check
+    min_duration_s: float = 0.15
+    baseline_s: float = 0.1  # time step of speed and acceleration (and of the judge's head-shoulder change)
+    stretch_ratio: float = 1.3  # a bone this much longer than its own reference is stretched...
+    chain_ratio: float = 1.15  # ...while its whole limb is this much longer than its own
+    limb_stretch_ratio: float = 1.2  # a whole limb this much longer than its own, whichever bone grew
+    stretch_hold_s: float = 0.3  # stretch is a rolling median over this long
+    neck_ratio: float = 1.4  # nose-to-shoulders stretch
+    max_speed: float = 16.0  # body sizes per second, relative to the shoulders
+    max_accel: float = 360.0  # body sizes per second squared
+    teleport_window_s: float = 0.5  # the straight lines before and after a frame
+    teleport_step: float = 0.6  # body sizes the two lines disagree by at the frame...
+    teleport_spread: float = 2.5  # ...plus this many times how far the joint strays from them
+    jump_window_s: float = 0.3  # the medians of a bone's length before and after a frame
+    jump_ratio: float = 1.3  # a bone's length steps by this (either way) and keeps it
+    jump_persist_s: float = 0.1  # the step must hold this long
+    jump_chain_share: float = 0.5  # the whole limb must step by this share of the bone's step (in log)
+    reference_floor: float = 0.7  # a bone's own reference is at least this times its human proportion
+    swap_gain: float = 0.4  # body sizes by which the crossed labels must explain both sides better
+    swap_window_s: float = 0.1  # the straight line of each joint before a frame
+    swap_axis_s: float = 0.1  # running median of the shoulder axis (the body frame of the swap)
+    cut_gap: float = 0.2  # share of a bone's middle showing background in the person mask
+    cut_hold_s: float = 0.1
+    cut_min_length: float = 0.2  # body sizes: shorter bones are not judged
+    cut_root: bool = True  # the bone's root end (elbow, knee) must be person
+    cut_bones: tuple[str, ...] = ("left_forearm", "right_forearm", "left_shin", "right_shin")
+    vis_low: float = 0.3  # a limb under this visibility has gone (dropout)
+    vis_high: float = 0.8  # confident joints: length checks, the judge's shoulders, a limb seen
+    vis_track: float = 0.6  # joints for speed, acceleration, teleport and swap
+    dropout_min_s: float = 0.25
+    dropout_max_s: float = 1.5
+    frame_margin: float = 0.03  # a joint this close to the frame's edge (share of its size) is not seen
+    min_joint_angle_deg: float = 20.0  # an elbow or knee folded tighter than this
+    cut_jump: float = 1.5  # a whole-body jump of this many body sizes between frames is a shot cut
+    merge_gap_s: float = 0.25  # events of one check and part closer than this merge
+    judge_window_s: float = 1.0  # window of the judge's credible-body test
+    judge_min_share: float = 0.5  # both shoulders confident in this share of the window
+    max_incoherence: float = 0.25  # median log change of eye distance plus shoulder width over baseline_s
+    limb_min_share: float = 0.4  # a limb seen in less of the judged frames is not judged
 
 
 def _frames(seconds: float, fps: float, minimum: int = 1) -> int:
@@ -286,7 +295,7 @@ def _swap_severity(q: np.ndarray, ok: np.ndarray, shot: np.ndarray, win: int, ho
     return np.where(fits[0][1] & held & shot, sev, np.nan)
 
 
-def body_size(points: np.ndarray, visible: np.ndarray, fps: float, window_s: float = 1.0) -> np.ndarray:
+def body_size(points: np.ndarray, visible: np.ndarray, fps: float, window_s: float = MotionConfig.size_window_s) -> np.ndarray:
     """``(T,)`` body size in pixels: max(shoulder width, 0.75 torso length, 1.5 nose-to-shoulders),
     rolling median. The head term holds the size on a side view without hips in shot, where the
     shoulder width collapses (frontal, nose-to-shoulders is ~0.5 shoulder widths: it never leads)."""
@@ -342,7 +351,8 @@ def _same_segment(seg: np.ndarray, k: int) -> np.ndarray:
     return (seg >= 0) & (prev == seg)
 
 
-def pose_jitter(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, min_visibility: float = 0.6) -> dict[str, float]:
+def pose_jitter(landmarks: np.ndarray, image_size: tuple[int, int], fps: float,
+                min_visibility: float = MotionConfig.min_visibility) -> dict[str, float]:
     """Median per-frame jitter of each joint in body sizes: ``|p_t - (p_{t-1} + p_{t+1}) / 2|``.
 
     On still or smoothly moving bodies this is the pose model's own noise (an upper bound)."""
@@ -360,9 +370,12 @@ def pose_jitter(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, 
     return out
 
 
-def judged_frames(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, **options: Any) -> tuple[np.ndarray, dict[str, float]]:
+def judged_frames(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, config: MotionConfig | None = None,
+                  **options: Any) -> tuple[np.ndarray, dict[str, float]]:
     """``(T,)`` bool: frames where the pose evidence is credible enough to judge a body, and why
     not elsewhere (``{"torso_unsure": share, "incoherent": share}`` of the person's frames).
+    ``landmarks``: ``(T, 33, 4)``; ``config`` and ``options`` (overrides of its fields) as for
+    :func:`motion_checks`.
 
     Credible: over ``judge_window_s`` around a frame, both shoulders are confidently visible
     (>= ``vis_high``) in at least ``judge_min_share`` of the frames, and the head and shoulders
@@ -370,21 +383,21 @@ def judged_frames(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
     ``baseline_s``) stays under ``max_incoherence``. A skeleton the model puts on a cartoon, a
     door or a tree rescales its head and shoulders from frame to frame; a real or a broken body
     does not (breakage moves limbs, not the eyes against the shoulders)."""
-    o = {**DEFAULTS, **options}
-    points, _ = _pixels(landmarks, image_size, o["min_visibility"])
+    o = with_options(MotionConfig, config, options, "judged_frames")
+    points, _ = _pixels(landmarks, image_size, o.min_visibility)
     vis = np.nan_to_num(landmarks[..., 3], nan=0.0)
     present = ~np.isnan(landmarks[:, 0, 0])
-    win = _frames(o["judge_window_s"], fps, 3) | 1
-    sure = (np.minimum(vis[:, L_SHOULDER], vis[:, R_SHOULDER]) >= o["vis_high"]) & present
+    win = _frames(o.judge_window_s, fps, 3) | 1
+    sure = (np.minimum(vis[:, L_SHOULDER], vis[:, R_SHOULDER]) >= o.vis_high) & present
     share = _rolling_mean(sure.astype(float), win)
-    torso_ok = share >= o["judge_min_share"]
-    k = _frames(o["baseline_s"], fps)
+    torso_ok = share >= o.judge_min_share
+    k = _frames(o.baseline_s, fps)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_eye = np.log(np.linalg.norm(points[:, 2, :2] - points[:, 5, :2], axis=-1))
         log_sw = np.log(np.linalg.norm(points[:, L_SHOULDER, :2] - points[:, R_SHOULDER, :2], axis=-1))
     change = np.abs(log_eye - _shift(log_eye, k)) + np.abs(log_sw - _shift(log_sw, k))
     change = np.where(np.isfinite(change), change, np.nan)
-    coherent = np.nan_to_num(_rolling(change, win), nan=np.inf) <= o["max_incoherence"]
+    coherent = np.nan_to_num(_rolling(change, win), nan=np.inf) <= o.max_incoherence
     judged = present & torso_ok & coherent
     n = max(int(present.sum()), 1)
     why = {"torso_unsure": float((present & ~torso_ok).sum() / n), "incoherent": float((present & torso_ok & ~coherent).sum() / n)}
@@ -419,157 +432,284 @@ def _pixels(landmarks: np.ndarray, image_size: tuple[int, int], min_visibility: 
 
 
 def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, limb_mask: np.ndarray | None = None,
+                  config: MotionConfig | None = None, *, judged: np.ndarray | None = None,
                   **options: Any) -> dict[str, dict[str, np.ndarray]]:
     """Per-check, per-part severities ``{check: {part: (T,) float}}``, 1.0 at the threshold, NaN
-    where undefined. ``landmarks``: ``(T, 33, 4)`` MediaPipe pose; ``image_size``: ``(W, H)``;
-    ``limb_mask``: optional ``(T, 8, S)`` person-mask profile along the limb bones
-    (:attr:`evalkit.PoseTrack.limb_mask`); without it the ``cut`` check has no parts."""
-    o = {**DEFAULTS, **options}
-    points, visible = _pixels(landmarks, image_size, o["min_visibility"], o["frame_margin"])
+    where undefined or not judged.
+
+    Args:
+        landmarks: ``(T, 33, 4)`` MediaPipe pose (x, y normalised, z, visibility).
+        image_size: ``(W, H)`` of the frames.
+        fps: frame rate.
+        limb_mask: optional ``(T, 8, S)`` person-mask profile along the limb bones
+            (:attr:`evalkit.PoseTrack.limb_mask`); without it the ``cut`` check has no parts.
+        config: the detector's options (None: the defaults of :class:`MotionConfig`).
+        judged: ``(T,)`` bool, the frames :func:`judged_frames` finds credible, when the caller
+            has them already (None: computed here).
+        options: overrides of fields of ``config`` by name.
+
+    Raises:
+        ShapeError: ``landmarks``, ``limb_mask`` or ``judged`` is not shaped as above.
+        DetectorConfigError: an option is not a field of :class:`MotionConfig`.
+    """
+    o = with_options(MotionConfig, config, options, "motion_checks")
+    if judged is None:
+        judged, _ = judged_frames(landmarks, image_size, fps, o)
+    judged = np.asarray(judged, bool)
+    if judged.shape != (len(landmarks),):
+        raise ShapeError("motion_checks judged", f"({len(landmarks)},)", judged.shape)
+    pose = _prepare_pose(landmarks, image_size, fps, judged, o)
+    limbs = _limb_lengths(pose)
+    out: dict[str, dict[str, np.ndarray]] = {c: {} for c in CHECKS}
+    out["stretch"] = _stretch_check(pose, limbs, fps, o)
+    out["speed"], out["accel"], out["teleport"] = _joint_motion_checks(pose, fps, o)
+    out["jump"] = _jump_check(pose, limbs, fps, o)
+    out["swap"] = _swap_check(pose, fps, o)
+    out["dropout"] = _dropout_check(landmarks, pose, fps, o)
+    out["angle"] = _angle_check(pose, o)
+    if limb_mask is not None:
+        out["cut"] = _cut_check(limb_mask, pose, fps, o)
+    return _judged_only(out, pose)
+
+
+@dataclass(frozen=True, eq=False)
+class _Pose:
+    """One pose track made ready for the checks (:func:`_prepare_pose`). ``T`` frames, 33 joints.
+
+    Attributes:
+        points: ``(T, 33, 3)`` float64 raw landmarks in pixels.
+        visible: ``(T, 33)`` bool: confident, inside the frame, steadily so (despiked), on judged frames.
+        xy: ``(T, 33, 2)`` despiked positions in pixels, NaN where not ``visible``.
+        judged: ``(T,)`` bool, the frames judged (:func:`judged_frames`).
+        limb_ok: ``{limb: bool}`` limbs seen in enough of the judged frames (:func:`_limbs_judged`).
+        size: ``(T,)`` body size in pixels (:func:`body_size`).
+        seg: ``(T,)`` int shot segment (:func:`segment_ids`), -1 where absent.
+        mid: ``(T, 2)`` the shoulders' midpoint in pixels.
+        rel: ``(T, 33, 2)`` positions relative to ``mid``, in body sizes.
+        sure: ``(T, 33)`` bool, joints confident enough to measure a length (``vis_high``).
+        tracked: ``(T, 33)`` bool, joints confident enough to follow (``vis_track``).
+        sustain: frames of ``min_duration_s`` (odd).
+    """
+
+    points: np.ndarray
+    visible: np.ndarray
+    xy: np.ndarray
+    judged: np.ndarray
+    limb_ok: dict[str, bool]
+    size: np.ndarray
+    seg: np.ndarray
+    mid: np.ndarray
+    rel: np.ndarray
+    sure: np.ndarray
+    tracked: np.ndarray
+    sustain: int
+
+
+def _prepare_pose(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, judged: np.ndarray,
+                  o: MotionConfig) -> _Pose:
+    """``(T, 33, 4)`` landmarks and ``(T,)`` judged frames -> :class:`_Pose`: pixels,
+    despiked positions and visibility, body size, shot segments and the confident joints."""
+    points, visible = _pixels(landmarks, image_size, o.min_visibility, o.frame_margin)
     # A pose model's own glitches (a joint or a left/right label flipping for a frame or two and
     # back) are shorter than min_duration_s: a running median over that time removes them and
     # keeps anything that lasts.
-    despike = max(3, _frames(o["min_duration_s"], fps) | 1)
+    despike = max(3, _frames(o.min_duration_s, fps) | 1)
     visible = _rolling(visible.astype(float), despike) > 0.5
     xy = np.where(visible[..., None], _rolling(np.where(visible[..., None], points[..., :2], np.nan), despike), np.nan)
     # judge only a credible body (judged_frames) and the limbs the model sees for most of it
-    present, _ = judged_frames(landmarks, image_size, fps, **o)
-    visible &= present[:, None]
-    xy = np.where(present[:, None, None], xy, np.nan)
-    limb_ok = _limbs_judged(visible, present, o["limb_min_share"])
-    size = body_size(xy, visible, fps, o["size_window_s"])
-    seg = segment_ids(xy, present & ~np.isnan(size), size, o["cut_jump"])
-    sustain = _frames(o["min_duration_s"], fps) | 1
-    out: dict[str, dict[str, np.ndarray]] = {c: {} for c in CHECKS}
+    visible &= judged[:, None]
+    xy = np.where(judged[:, None, None], xy, np.nan)
+    limb_ok = _limbs_judged(visible, judged, o.limb_min_share)
+    size = body_size(xy, visible, fps, o.size_window_s)
+    seg = segment_ids(xy, judged & ~np.isnan(size), size, o.cut_jump)
     mid = 0.5 * (xy[:, L_SHOULDER] + xy[:, R_SHOULDER])
     rel = (xy - mid[:, None]) / size[:, None, None]  # (T, 33, 2) body frame, in sizes
-
     # Length checks (stretch, jump) need confident joints: limbs the model is unsure of (out of
     # shot, under clothes, arms folded up to a camera) wander at visibilities under vis_high
     vis_smooth = _rolling(np.nan_to_num(landmarks[..., 3], nan=0.0), despike)
-    sure = visible & (vis_smooth >= o["vis_high"])
+    sure = visible & (vis_smooth >= o.vis_high)
     # Where a joint is matters less than how long a bone is: speed, acceleration and teleport take
     # joints from vis_track (an arm thrown in front of the body reads 0.6-0.8); the teleport test's
     # own spread term keeps a wandering unsure joint from counting as a jump
-    tracked = visible & (vis_smooth >= o["vis_track"])
+    tracked = visible & (vis_smooth >= o.vis_track)
+    return _Pose(points=points, visible=visible, xy=xy, judged=judged, limb_ok=limb_ok, size=size, seg=seg,
+                 mid=mid, rel=rel, sure=sure, tracked=tracked, sustain=_frames(o.min_duration_s, fps) | 1)
 
-    # stretch: bone length against its own clip reference and human proportions. A limb bone
-    # must also lengthen its whole limb (shoulder-elbow-wrist, hip-knee-ankle): an elbow the
-    # model slides along the arm (its least reliable joint) lengthens one bone and shortens the
-    # other, while a stretched bone lengthens the limb too
-    def stretch_ratio(length: np.ndarray, nominal: float) -> np.ndarray:
-        ref = np.full_like(length, np.nan)
-        for s in np.unique(seg[seg >= 0]):  # one reference per shot: a handful of segments
-            vals = length[seg == s]
-            if np.isfinite(vals).sum() >= sustain:
-                ref[seg == s] = max(float(np.nanpercentile(vals, 60)), o["reference_floor"] * nominal)
-        return _rolling(length / ref, hold)
 
-    hold = _frames(o["stretch_hold_s"], fps, 3) | 1
-    bone_len = lambda a, b: np.linalg.norm(xy[:, a] - xy[:, b], axis=-1) / size  # noqa: E731
-    # each limb as a whole (root-hinge-tip, its two bones summed), against its own reference: the
-    # bones' stretch gate, the whole-limb stretch and the jump's limb step all read it
-    chains, chain_log_ratio, limb_names = {}, {}, dict(zip((j[1] for j in HINGES.values()), LIMB_PARTS))
+def _bone_length(pose: _Pose, a: int, b: int) -> np.ndarray:
+    """``(T,)`` distance between joints ``a`` and ``b``, in body sizes."""
+    return np.linalg.norm(pose.xy[:, a] - pose.xy[:, b], axis=-1) / pose.size
+
+
+def _hinge_of(a: int, b: int) -> int:
+    """The hinge joint (elbow, knee) of the limb that bone ``a``-``b`` belongs to."""
+    return next(j[1] for j in HINGES.values() if a in j and b in j)
+
+
+def _limb_lengths(pose: _Pose) -> dict[int, np.ndarray]:
+    """``{hinge: (T,)}`` each limb as a whole (root-hinge-tip, its two bones summed, in body
+    sizes) where its three joints are confident, NaN elsewhere. The bones' stretch gate, the
+    whole-limb stretch and the jump's limb step all read it."""
+    limbs = {}
     for root, hinge, tip in HINGES.values():
-        ok = sure[:, root] & sure[:, hinge] & sure[:, tip]
-        chains[hinge] = np.where(ok, bone_len(root, hinge) + bone_len(hinge, tip), np.nan)
-        chain_nominal = sum(n for x, y, n in BONES.values() if {x, y} <= {root, hinge, tip})
-        chain_log_ratio[hinge] = np.log(stretch_ratio(chains[hinge], chain_nominal))
-    bones = {**BONES, "neck": (NOSE, -1, 0.55)}
-    for name, (a, b, nominal) in bones.items():
-        if b < 0:
-            ok = sure[:, a] & visible[:, L_SHOULDER] & visible[:, R_SHOULDER]
-            length = np.linalg.norm(xy[:, a] - mid, axis=-1) / size
-            out["stretch"][name] = np.log(stretch_ratio(np.where(ok, length, np.nan), nominal)) / math.log(o["neck_ratio"])
-            continue
-        hinge = next(j[1] for j in HINGES.values() if a in j and b in j)
-        ok = np.isfinite(chains[hinge])  # the limb's three joints confident
-        sev_bone = np.log(stretch_ratio(np.where(ok, bone_len(a, b), np.nan), nominal)) / math.log(o["stretch_ratio"])
-        out["stretch"][name] = np.fmin(sev_bone, chain_log_ratio[hinge] / math.log(o["chain_ratio"]))
+        ok = pose.sure[:, root] & pose.sure[:, hinge] & pose.sure[:, tip]
+        limbs[hinge] = np.where(ok, _bone_length(pose, root, hinge) + _bone_length(pose, hinge, tip), np.nan)
+    return limbs
+
+
+def _own_ratio(length: np.ndarray, nominal: float, pose: _Pose, hold: int, reference_floor: float) -> np.ndarray:
+    """``(T,)`` a length ``(T,)`` (body sizes) over its own reference, a rolling median over
+    ``hold`` frames. The reference is its 60th percentile in each shot (segments with at least
+    ``pose.sustain`` measured frames), at least ``reference_floor`` x the human ``nominal``."""
+    seg = pose.seg
+    ref = np.full_like(length, np.nan)
+    for s in np.unique(seg[seg >= 0]):  # one reference per shot: a handful of segments
+        vals = length[seg == s]
+        if np.isfinite(vals).sum() >= pose.sustain:
+            ref[seg == s] = max(float(np.nanpercentile(vals, 60)), reference_floor * nominal)
+    return _rolling(length / ref, hold)
+
+
+def _stretch_check(pose: _Pose, limbs: dict[int, np.ndarray], fps: float, o: MotionConfig) -> dict[str, np.ndarray]:
+    """``{part: (T,)}`` severity of the ``stretch`` check for each bone, the neck and each whole
+    limb, from :func:`_limb_lengths` ``limbs``.
+
+    A bone's length against its own clip reference and human proportions. A limb bone must also
+    lengthen its whole limb (shoulder-elbow-wrist, hip-knee-ankle): an elbow the model slides
+    along the arm (its least reliable joint) lengthens one bone and shortens the other, while a
+    stretched bone lengthens the limb too."""
+    hold = _frames(o.stretch_hold_s, fps, 3) | 1
+    limb_log_ratio = {}
+    for root, hinge, tip in HINGES.values():
+        limb_nominal = sum(n for x, y, n in BONES.values() if {x, y} <= {root, hinge, tip})
+        limb_log_ratio[hinge] = np.log(_own_ratio(limbs[hinge], limb_nominal, pose, hold, o.reference_floor))
+    out = {}
+    for name, (a, b, nominal) in BONES.items():
+        ok = np.isfinite(limbs[_hinge_of(a, b)])  # the limb's three joints confident
+        length = np.where(ok, _bone_length(pose, a, b), np.nan)
+        sev_bone = np.log(_own_ratio(length, nominal, pose, hold, o.reference_floor)) / math.log(o.stretch_ratio)
+        out[name] = np.fmin(sev_bone, limb_log_ratio[_hinge_of(a, b)] / math.log(o.chain_ratio))
+    ok = pose.sure[:, NOSE] & pose.visible[:, L_SHOULDER] & pose.visible[:, R_SHOULDER]
+    neck = np.where(ok, np.linalg.norm(pose.xy[:, NOSE] - pose.mid, axis=-1) / pose.size, np.nan)
+    out["neck"] = np.log(_own_ratio(neck, NECK_NOMINAL, pose, hold, o.reference_floor)) / math.log(o.neck_ratio)
     # the whole limb longer than its own by limb_stretch_ratio (version 8), whichever bone grew: the
     # model often spreads one stretched bone over both by sliding the elbow, so that neither bone
     # reaches stretch_ratio. The sum of the two bones does not change when the elbow bends.
-    for hinge, limb in limb_names.items():
-        out["stretch"][limb] = chain_log_ratio[hinge] / math.log(o["limb_stretch_ratio"])
+    for hinge, limb in zip(limb_log_ratio, LIMB_PARTS):
+        out[limb] = limb_log_ratio[hinge] / math.log(o.limb_stretch_ratio)
+    return out
 
-    # speed / accel / teleport of joints relative to the shoulders
-    k = _frames(o["baseline_s"], fps)
+
+def _followed(pose: _Pose, j: int, k: int) -> np.ndarray:
+    """``(T,)`` bool: joint ``j`` is tracked at ``t`` and ``t - k``, in one shot."""
+    tracked = pose.tracked[:, j]
+    return tracked & _shift(tracked.astype(float), k).astype(bool) & _same_segment(pose.seg, k)
+
+
+def _joint_motion_checks(pose: _Pose, fps: float, o: MotionConfig) -> tuple[dict[str, np.ndarray], ...]:
+    """``({joint: (T,)}, ...)`` severities of the ``speed``, ``accel`` and ``teleport`` checks of
+    each of :data:`JOINTS`, relative to the shoulders (``pose.rel``, body sizes)."""
+    speed_out, accel_out, teleport_out = {}, {}, {}
+    k = _frames(o.baseline_s, fps)
     dt = k / fps
-    both = lambda j, kk: tracked[:, j] & _shift(tracked[:, j].astype(float), kk).astype(bool) & _same_segment(seg, kk)  # noqa: E731
-    win = _frames(o["teleport_window_s"], fps, 3)  # a line needs three frames a side
-    in_shot = _same_segment(seg, win) & _same_segment(seg, -(win - 1))
+    win = _frames(o.teleport_window_s, fps, 3)  # a line needs three frames a side
+    in_shot = _same_segment(pose.seg, win) & _same_segment(pose.seg, -(win - 1))
     for name, j in JOINTS.items():
-        p = rel[:, j]
+        p = pose.rel[:, j]
         speed = np.linalg.norm(p - _shift(p, k), axis=-1) / dt
-        out["speed"][name] = np.where(both(j, k), speed / o["max_speed"], np.nan)
+        speed_out[name] = np.where(_followed(pose, j, k), speed / o.max_speed, np.nan)
         acc = np.linalg.norm(_shift(p, -k) - 2 * p + _shift(p, k), axis=-1) / dt**2
-        acc_ok = both(j, k) & both(j, -k)
-        out["accel"][name] = _rolling(np.where(acc_ok, acc / o["max_accel"], np.nan), 3)
+        acc_ok = _followed(pose, j, k) & _followed(pose, j, -k)
+        accel_out[name] = _rolling(np.where(acc_ok, acc / o.max_accel, np.nan), 3)
         # teleport: the joint's path before and after a frame, each a straight line over the window,
         # disagree at the frame. Lines, not levels: a fast smooth swing moves a lot inside the
         # windows, and levels (medians) read that as a jump (version 4 flagged 27 % of clean
         # dances tracked perfectly, datasets/motion_eval.py --oracle)
-        step, spread = _jump_linear(np.where(tracked[:, j, None], p, np.nan), win)
-        out["teleport"][name] = np.where(in_shot, step / (o["teleport_step"] + o["teleport_spread"] * spread), np.nan)
+        step, spread = _jump_linear(np.where(pose.tracked[:, j, None], p, np.nan), win)
+        teleport_out[name] = np.where(in_shot, step / (o.teleport_step + o.teleport_spread * spread), np.nan)
+    return speed_out, accel_out, teleport_out
 
-    # jump: a limb bone's length (log) changes in a step and keeps its new length. Turning a limb
-    # out of the image plane shortens it gradually, with the spread inside the windows to match;
-    # a pose model that meets a stretched or detached forearm typically reports the wrist
-    # elsewhere (often closer to the elbow, reading the long limb as foreshortened) from one
-    # frame to the next. Confident joints only: unsure ones wander (a person holding a camera)
-    jump_win = _frames(o["jump_window_s"], fps, 3)  # a spread needs three frames a side
-    jump_shot = _same_segment(seg, jump_win) & _same_segment(seg, -(jump_win - 1))
+
+def _jump_check(pose: _Pose, limbs: dict[int, np.ndarray], fps: float, o: MotionConfig) -> dict[str, np.ndarray]:
+    """``{bone: (T,)}`` severity of the ``jump`` check, from :func:`_limb_lengths` ``limbs``.
+
+    A limb bone's length (log) changes in a step and keeps its new length. Turning a limb out of
+    the image plane shortens it gradually, with the spread inside the windows to match; a pose
+    model that meets a stretched or detached forearm typically reports the wrist elsewhere (often
+    closer to the elbow, reading the long limb as foreshortened) from one frame to the next.
+    Confident joints only: unsure ones wander (a person holding a camera)."""
+    jump_win = _frames(o.jump_window_s, fps, 3)  # a spread needs three frames a side
+    jump_shot = _same_segment(pose.seg, jump_win) & _same_segment(pose.seg, -(jump_win - 1))
     # the whole limb must step too (by a share of the bone's step in log): an elbow the model
     # slides along the arm lengthens one bone and shortens the other, a stretched or detached
     # bone lengthens the limb. One step series per limb, shared by its two bones.
     limb_sev = {}
-    for hinge, chain in chains.items():
-        cstep, cspread = _jump(np.log(np.maximum(chain, 1e-3))[:, None], jump_win)
-        limb_sev[hinge] = np.where(jump_shot, cstep / (o["jump_chain_share"] * math.log(o["jump_ratio"]) + 3.0 * cspread), np.nan)
+    for hinge, limb in limbs.items():
+        cstep, cspread = _jump(np.log(np.maximum(limb, 1e-3))[:, None], jump_win)
+        limb_sev[hinge] = np.where(jump_shot, cstep / (o.jump_chain_share * math.log(o.jump_ratio) + 3.0 * cspread), np.nan)
+    out = {}
     for name, (a, b, _) in BONES.items():
-        log_len = np.where(sure[:, a] & sure[:, b], np.log(np.maximum(bone_len(a, b), 1e-3)), np.nan)
+        log_len = np.where(pose.sure[:, a] & pose.sure[:, b], np.log(np.maximum(_bone_length(pose, a, b), 1e-3)), np.nan)
         step, spread = _jump(log_len[:, None], jump_win)
-        sev = np.where(jump_shot, step / (math.log(o["jump_ratio"]) + 3.0 * spread), np.nan)
-        hinge = next(j[1] for j in HINGES.values() if a in j and b in j)
-        sev = np.fmin(sev, limb_sev[hinge])
-        out["jump"][name] = _rolling(sev, _frames(o["jump_persist_s"], fps) | 1)
+        sev = np.where(jump_shot, step / (math.log(o.jump_ratio) + 3.0 * spread), np.nan)
+        sev = np.fmin(sev, limb_sev[_hinge_of(a, b)])
+        out[name] = _rolling(sev, _frames(o.jump_persist_s, fps) | 1)
+    return out
 
-    # swap: left and right exchange (plainly, or mirrored about the body axis) and keep the exchange.
-    # Each joint's straight line over the frames before t, carried over the next min_duration_s,
-    # against where the joints are then, with the labels kept and crossed: an exchange is both
-    # sides sitting where the other side's line goes. Lines, not the frame before: a dancer's arms
-    # move between frames at 8-12 fps as far as a swap moves them. In the body's own frame (u along
-    # the shoulders, v across them) a body mirrored by the image or about its own axis has u negated
-    # and v kept, whatever the tilt of the shoulders. Positions before the running median, which
-    # mixes the frames on both sides of the exchange.
-    raw = np.where(visible[..., None], points[..., :2], np.nan)
+
+def _body_frame_positions(pose: _Pose, fps: float, o: MotionConfig) -> np.ndarray:
+    """``(T, 33, 2)`` raw positions in the body's own frame (u along the shoulders, v across
+    them), in body sizes from the shoulders' midpoint: a body mirrored by the image or about its
+    own axis has u negated and v kept, whatever the tilt of the shoulders. Positions before the
+    running median, which mixes the frames on both sides of an exchange."""
+    raw = np.where(pose.visible[..., None], pose.points[..., :2], np.nan)
     axis = raw[:, L_SHOULDER] - raw[:, R_SHOULDER]
     axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-6)
-    axis = _rolling(axis, _frames(o["swap_axis_s"], fps, 3) | 1)  # the shoulders' own jitter turns the frame
+    axis = _rolling(axis, _frames(o.swap_axis_s, fps, 3) | 1)  # the shoulders' own jitter turns the frame
     axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-6)
     across = np.stack([-axis[:, 1], axis[:, 0]], -1)
-    raw_rel = (raw - 0.5 * (raw[:, L_SHOULDER] + raw[:, R_SHOULDER])[:, None]) / size[:, None, None]
-    in_body = np.stack([np.sum(raw_rel * axis[:, None], -1), np.sum(raw_rel * across[:, None], -1)], -1)  # (T, 33, 2)
-    swap_win = _frames(o["swap_window_s"], fps, 2)
-    swap_hold = _frames(o["min_duration_s"], fps, 2)
-    swap_shot = _same_segment(seg, swap_win) & _same_segment(seg, -(swap_hold - 1))
+    raw_rel = (raw - 0.5 * (raw[:, L_SHOULDER] + raw[:, R_SHOULDER])[:, None]) / pose.size[:, None, None]
+    return np.stack([np.sum(raw_rel * axis[:, None], -1), np.sum(raw_rel * across[:, None], -1)], -1)
+
+
+def _swap_check(pose: _Pose, fps: float, o: MotionConfig) -> dict[str, np.ndarray]:
+    """``{"arms" | "legs": (T,)}`` severity of the ``swap`` check.
+
+    Left and right exchange (plainly, or mirrored about the body axis) and keep the exchange.
+    Each joint's straight line over the frames before t, carried over the next min_duration_s,
+    against where the joints are then, with the labels kept and crossed: an exchange is both
+    sides sitting where the other side's line goes. Lines, not the frame before: a dancer's arms
+    move between frames at 8-12 fps as far as a swap moves them. Measured in the body's own
+    frame (:func:`_body_frame_positions`)."""
+    in_body = _body_frame_positions(pose, fps, o)
+    swap_win = _frames(o.swap_window_s, fps, 2)
+    swap_hold = _frames(o.min_duration_s, fps, 2)
+    swap_shot = _same_segment(pose.seg, swap_win) & _same_segment(pose.seg, -(swap_hold - 1))
+    out = {}
     for name, (jl, jl2) in LIMBS.items():
         joints = [jl, jl2, jl + 1, jl2 + 1]
         q = in_body[:, joints]
         # a flip shorter than min_duration_s is the pose model's (real footage has them): its frames
         # are used neither as history nor as a swap
-        ok = tracked[:, joints].all(-1) & ~_short_flips(q, swap_hold, o["swap_gain"])
-        out["swap"][name] = _swap_severity(q, ok, swap_shot, swap_win, swap_hold, o["swap_gain"])
+        ok = pose.tracked[:, joints].all(-1) & ~_short_flips(q, swap_hold, o.swap_gain)
+        out[name] = _swap_severity(q, ok, swap_shot, swap_win, swap_hold, o.swap_gain)
+    return out
 
-    # dropout: a limb vanishes while the shoulders stay, inside the frame, and comes back
-    inside = _inside(landmarks, o["frame_margin"])
-    torso_seen = visible[:, L_SHOULDER] & visible[:, R_SHOULDER]
+
+def _dropout_check(landmarks: np.ndarray, pose: _Pose, fps: float, o: MotionConfig) -> dict[str, np.ndarray]:
+    """``{limb: (T,)}`` severity of the ``dropout`` check from ``(T, 33, 4)`` landmarks: a limb
+    vanishes (visibility < ``vis_low``) for ``dropout_min_s``..``dropout_max_s`` while the
+    shoulders stay, inside the frame, and comes back; 1 + its length as a share of the longest."""
+    inside = _inside(landmarks, o.frame_margin)
+    torso_seen = pose.visible[:, L_SHOULDER] & pose.visible[:, R_SHOULDER]
     vis = np.nan_to_num(landmarks[..., 3], nan=0.0)
+    seg = pose.seg
     # two frames at least: a limb missing from one frame at 8 fps is a flicker, not a dropout
-    lo, hi = _frames(o["dropout_min_s"], fps, 2), _frames(o["dropout_max_s"], fps)
+    lo, hi = _frames(o.dropout_min_s, fps, 2), _frames(o.dropout_max_s, fps)
+    out = {}
     for name, (j1, j2) in LIMB_PARTS.items():
-        gone = (np.minimum(vis[:, j1], vis[:, j2]) < o["vis_low"]) & torso_seen & inside[:, j2]
-        seen = (np.minimum(vis[:, j1], vis[:, j2]) >= o["vis_high"]) & inside[:, j2]
+        gone = (np.minimum(vis[:, j1], vis[:, j2]) < o.vis_low) & torso_seen & inside[:, j2]
+        seen = (np.minimum(vis[:, j1], vis[:, j2]) >= o.vis_high) & inside[:, j2]
         seen = _rolling(seen.astype(float), lo | 1, "min") > 0.5  # seen steadily, not a flicker
         sev = np.zeros(len(vis))
         edges = np.flatnonzero(np.diff(np.r_[0, gone.astype(np.int8), 0]))
@@ -577,49 +717,52 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
             if lo <= e - s <= hi and s > 0 and e < len(vis) and seen[max(0, s - hi) : s].any() and seen[e : e + hi].any() \
                     and seg[s - 1] == seg[min(e, len(vis) - 1)] >= 0:
                 sev[s:e] = 1.0 + (e - s) / max(hi, 1)
-        out["dropout"][name] = np.where(present, sev, np.nan)
-
-    # angle: hinge folded beyond the human range
-    for name, (a, b, c) in HINGES.items():
-        u, v = points[:, a] - points[:, b], points[:, c] - points[:, b]
-        cos = np.sum(u * v, -1) / np.maximum(np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-6)
-        angle = np.degrees(np.arccos(np.clip(cos, -1, 1)))
-        ok = visible[:, a] & visible[:, b] & visible[:, c]
-        sev = np.where(ok, o["min_joint_angle_deg"] / np.maximum(angle, 1e-3), np.nan)
-        out["angle"][name] = _rolling(sev, sustain)
-    # cut: the person mask shows background across the middle of a bone whose root end (elbow,
-    # knee) is person, held over cut_hold_s: a limb cut off and carried away from its joint (a
-    # forearm floating off the elbow). The pose alone reads that only as a length step, often not
-    # even that: the model keeps the forearm at its usual length. The far end may be background:
-    # the model often puts the wrist in the gap.
-    if limb_mask is not None:
-        out["cut"] = _cut_severity(limb_mask, points, sure, size, fps, o)
-    # not judged: frames without a credible body, limbs the model invents (rarely visible)
-    for check, parts in out.items():
-        for part, sev in parts.items():
-            keep = present & limb_ok[_limb_of(part)]
-            parts[part] = np.where(keep, sev, np.nan)
+        out[name] = np.where(pose.judged, sev, np.nan)
     return out
 
 
-def _cut_severity(limb_mask: np.ndarray, points: np.ndarray, sure: np.ndarray, size: np.ndarray, fps: float,
-                  o: dict[str, Any]) -> dict[str, np.ndarray]:
+def _angle_check(pose: _Pose, o: MotionConfig) -> dict[str, np.ndarray]:
+    """``{hinge: (T,)}`` severity of the ``angle`` check: an elbow or knee folded tighter than
+    ``min_joint_angle_deg`` (3-D interior angle), sustained over ``pose.sustain`` frames."""
+    out = {}
+    for name, (a, b, c) in HINGES.items():
+        u, v = pose.points[:, a] - pose.points[:, b], pose.points[:, c] - pose.points[:, b]
+        cos = np.sum(u * v, -1) / np.maximum(np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-6)
+        angle = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+        ok = pose.visible[:, a] & pose.visible[:, b] & pose.visible[:, c]
+        sev = np.where(ok, o.min_joint_angle_deg / np.maximum(angle, 1e-3), np.nan)
+        out[name] = _rolling(sev, pose.sustain)
+    return out
+
+
+def _judged_only(checks: dict[str, dict[str, np.ndarray]], pose: _Pose) -> dict[str, dict[str, np.ndarray]]:
+    """``checks`` with NaN where nothing is judged: frames without a credible body, and limbs the
+    model invents (rarely visible)."""
+    for parts in checks.values():
+        for part, sev in parts.items():
+            keep = pose.judged & pose.limb_ok[_limb_of(part)]
+            parts[part] = np.where(keep, sev, np.nan)
+    return checks
+
+
+def _cut_check(limb_mask: np.ndarray, pose: _Pose, fps: float, o: MotionConfig) -> dict[str, np.ndarray]:
     """``{bone: (T,)}`` severity of the ``cut`` check from the mask profile ``(T, 8, S)``: the share
     of the bone's middle (0.15-0.85 of its length) where the mask is background, over ``cut_gap``,
-    where both joints are confident (``sure``), the bone is at least ``cut_min_length`` body sizes
+    where both joints are confident (``pose.sure``), the bone is at least ``cut_min_length`` body sizes
     long and its root end (the elbow of a forearm) is person; held for ``cut_hold_s`` (>= 2 frames).
     Bones: ``cut_bones``."""
     from evalkit.landmarks import LIMB_MASK_BONES
 
+    points, sure, size = pose.points, pose.sure, pose.size
     t, n_bones, n_samples = limb_mask.shape
     if t != len(points) or n_bones != len(LIMB_MASK_BONES):
         raise ShapeError("pose limb_mask", f"({len(points)}, {len(LIMB_MASK_BONES)}, S)", limb_mask.shape)
     along = np.round(np.linspace(0.0, 1.0, n_samples), 6)  # 17 / 20 is not quite 0.85
     middle, root = (along >= 0.15) & (along <= 0.85), along < 0.15
     prof = limb_mask.astype(np.float32)
-    hold = _frames(o["cut_hold_s"], fps, 2)
+    hold = _frames(o.cut_hold_s, fps, 2)
     out = {}
-    for name in o["cut_bones"]:
+    for name in o.cut_bones:
         a, b, _ = BONES[name]
         p = prof[:, LIMB_MASK_BONES.index((a, b))]
         known = np.isfinite(p[:, middle])
@@ -628,10 +771,10 @@ def _cut_severity(limb_mask: np.ndarray, points: np.ndarray, sure: np.ndarray, s
             gap = (np.nan_to_num(p[:, middle], nan=1.0) < 0.5).sum(-1) / np.maximum(known.sum(-1), 1)
             attached = np.nanmax(p[:, root], -1) >= 0.5
         length = np.linalg.norm(points[:, a, :2] - points[:, b, :2], axis=-1) / size
-        ok = sure[:, a] & sure[:, b] & (known.sum(-1) * 3 >= 2 * middle.sum()) & (length >= o["cut_min_length"])
-        if o["cut_root"]:
+        ok = sure[:, a] & sure[:, b] & (known.sum(-1) * 3 >= 2 * middle.sum()) & (length >= o.cut_min_length)
+        if o.cut_root:
             ok &= attached
-        sev = np.where(ok, gap / o["cut_gap"], np.nan)
+        sev = np.where(ok, gap / o.cut_gap, np.nan)
         held = _held(np.nan_to_num(sev, nan=0.0), hold)
         out[name] = np.where(np.isfinite(sev) | (held > 0), held, np.nan)
     return out
@@ -678,10 +821,12 @@ def motion_series(checks: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
 
 
 def motion_breakage(landmarks: np.ndarray, image_size: tuple[int, int], fps: float, limb_mask: np.ndarray | None = None,
-                    **options: Any) -> tuple[float, np.ndarray]:
+                    config: MotionConfig | None = None, **options: Any) -> tuple[float, np.ndarray]:
     """Functional form: ``(score, series (T,))``; score = worst per-frame severity (>= 1: broken).
-    ``limb_mask``: optional ``(T, 8, S)`` person-mask profile (:attr:`evalkit.PoseTrack.limb_mask`)."""
-    series = motion_series(motion_checks(landmarks, image_size, fps, limb_mask=limb_mask, **options))
+    ``landmarks`` ``(T, 33, 4)``; ``limb_mask``: optional ``(T, 8, S)`` person-mask profile
+    (:attr:`evalkit.PoseTrack.limb_mask`); ``config`` and ``options`` as for :func:`motion_checks`."""
+    o = with_options(MotionConfig, config, options, "motion_breakage")
+    series = motion_series(motion_checks(landmarks, image_size, fps, limb_mask, o))
     score = float(np.nanmax(series)) if np.isfinite(series).any() else float("nan")
     return score, series
 
@@ -698,7 +843,8 @@ class MotionDetector(BaseDetector):
         "limb cut off in the person mask); "
         ">= 1 is broken."
     )
-    default_config: ClassVar[dict[str, Any]] = dict(DEFAULTS)
+    config_type: ClassVar[type] = MotionConfig
+    options: MotionConfig
 
     def score(self, inputs: VideoInputs) -> DetectorResult:
         video, pose = inputs.video, inputs.pose
@@ -709,10 +855,10 @@ class MotionDetector(BaseDetector):
             raise ShapeError(f"{video.path} pose landmarks", f"({t}, 33, 4)", pose.landmarks.shape)
         if not pose.present.any():
             return DetectorResult.skipped("no person found", t)
-        opts = {k: v for k, v in self.config.items() if k != "threshold"}
-        checks = motion_checks(pose.landmarks, pose.image_size, video.fps, limb_mask=pose.limb_mask, **opts)
+        o = self.options
+        judged, why = judged_frames(pose.landmarks, pose.image_size, video.fps, o)
+        checks = motion_checks(pose.landmarks, pose.image_size, video.fps, pose.limb_mask, o, judged=judged)
         series = motion_series(checks)
-        judged, why = judged_frames(pose.landmarks, pose.image_size, video.fps, **opts)
         judge_stats = {"person_frames": int(pose.present.sum()), "judged_frames": int(judged.sum()),
                        "not_judged": {k: round(v, 3) for k, v in why.items()}}
         if not np.isfinite(series).any():
@@ -720,8 +866,8 @@ class MotionDetector(BaseDetector):
                                             "head and shoulders incoherent)", t)
             result.stats.update(judge_stats)
             return result
-        threshold = float(self.config["threshold"])
-        gap = _frames(self.config["merge_gap_s"], video.fps)
+        threshold = float(o.threshold)
+        gap = _frames(o.merge_gap_s, video.fps)
         events: list[Event] = []
         fired: dict[str, int] = {}
         for check, parts in checks.items():
