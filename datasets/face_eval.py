@@ -189,7 +189,7 @@ def evaluate_expression() -> dict:
     rates, codecs: scored against the reference without carphone) and the unwarped woman and
     single_face clips whole ("extreme but real")."""
     detector = ExpressionDetector()
-    threshold, q = detector.config["threshold"], detector.config["peak_quantile"]
+    threshold, q = detector.options.threshold, detector.options.peak_quantile
     features, factor, identity = {}, {}, {}
     for clip in faces.expression_clips():
         track = faces.cached_face_track(clip["frames"], clip["name"])

@@ -284,7 +284,7 @@ def evaluate(split: str, detector: MotionDetector | None = None, show_jitter: bo
             rows.append(f"  {name:32s} neg  score {r.score:6.2f} flagged={r.flagged} events={_events_text(r)} "
                         f"track-err(wrists)={err[5:].round(2).tolist()}")
     neg, pos = np.array(neg_scores), np.array(pos_scores)
-    thr = detector.config["threshold"]
+    thr = detector.options.threshold
     summary = {
         "split": split,
         "positives": len(pos),

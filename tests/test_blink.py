@@ -16,7 +16,9 @@ from evalkit.datasets.face_eval import blink_matches, inputs_for, real_blink_cou
 from evalkit.datasets.faces import real_blink_labels
 from evalkit.datasets.footage import load_clip
 from evalkit.detectors.blink import (
+    BlinkConfig,
     BlinkDetector,
+    blink_analysis,
     detection_probability,
     find_blinks,
     pooled_blink_rate,
@@ -24,7 +26,7 @@ from evalkit.detectors.blink import (
     rate_interval,
     seconds_to_judge,
 )
-from evalkit.errors import ShapeError
+from evalkit.errors import DetectorConfigError, ShapeError
 from evalkit.registry import get_detector
 
 TRUTH = list(faces.CARPHONE_BLINKS)
@@ -250,6 +252,18 @@ def test_pooled_rate_widens_for_uneven_clips():
     uneven = pooled_blink_rate([{"blink_count": c, "face_seconds": 20.0} for c in (0, 0, 0, 20)])
     assert uneven["blinks_per_minute"] == even["blinks_per_minute"]
     assert uneven["dispersion"] > 1.0 and uneven["ci"][1] - uneven["ci"][0] > even["ci"][1] - even["ci"][0]
+
+
+def test_functional_options_are_the_detector_config():
+    """find_blinks / blink_analysis take BlinkConfig or keyword overrides of it, and reject a misspelt one."""
+    dip = np.ones(40, np.float32)
+    dip[20] = 0.65
+    assert find_blinks(dip, 8.0) == ([], [])  # not below closed_ratio 0.6
+    assert find_blinks(dip, 8.0, closed_ratio=0.7)[0] == find_blinks(dip, 8.0, BlinkConfig(closed_ratio=0.7))[0] == [(20, 20, pytest.approx(0.35))]
+    with pytest.raises(DetectorConfigError, match="closed_ration.*Did you mean 'closed_ratio'"):
+        find_blinks(dip, 8.0, closed_ration=0.7)
+    with pytest.raises(DetectorConfigError, match="baseline.*Did you mean 'baseline_s'"):
+        blink_analysis(np.full((4, 1, 478, 3), np.nan, np.float32), 8.0, baseline=2.0)
 
 
 def test_registered_and_configurable():

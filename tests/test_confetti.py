@@ -12,9 +12,9 @@ import torch
 from evalkit import get_detector
 from evalkit.datasets.confetti import demo_clips, inject_sparkle, labelled_set, source_segment
 from evalkit.datasets.confetti_eval import clip_inputs, confetti_report, flicker_report, run_confetti, run_flicker, FlickerThresholds
-from evalkit.detectors.confetti import BLOCK, ConfettiDetector, confetti_maps, confetti_score
+from evalkit.detectors.confetti import BLOCK, ConfettiConfig, ConfettiDetector, confetti_maps, confetti_score
 from evalkit.detectors.temporal_flickering import temporal_flickering
-from evalkit.errors import ShapeError
+from evalkit.errors import DetectorConfigError, ShapeError
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -312,6 +312,20 @@ def test_bad_input_and_short_videos():
         confetti_maps(torch.zeros(1, 2, 3, 32, 32), 25.0)
     result = ConfettiDetector().score(_inputs(np.zeros((2, 32, 32, 3), np.uint8), 25.0))
     assert result.is_skipped and math.isnan(result.score)
+
+
+def test_functional_options_are_the_detector_config():
+    """The functional forms take ConfettiConfig or keyword overrides of it, and reject a misspelt one."""
+    frames = torch.rand(1, 4, 3, 48, 64, generator=torch.Generator().manual_seed(0))
+    by_keyword = confetti_maps(frames, 25.0, work_short_side=32, colour=False)
+    by_config = confetti_maps(frames, 25.0, None, ConfettiConfig(work_short_side=32, colour=False))
+    assert torch.equal(by_keyword.excess, by_config.excess) and by_keyword.noise.shape == (1, 1)
+    with pytest.raises(DetectorConfigError, match="work_short_sid.*Did you mean 'work_short_side'"):
+        confetti_maps(frames, 25.0, work_short_sid=32)
+    with pytest.raises(DetectorConfigError, match="peak_window.*Did you mean 'peak_window_s'"):
+        confetti_score(frames, 25.0, peak_window=0.2)
+    with pytest.raises(DetectorConfigError, match="expected ConfettiConfig"):
+        confetti_maps(frames, 25.0, None, {"work_short_side": 32})
 
 
 def test_static_scene_scores_zero():

@@ -15,6 +15,7 @@ from evalkit.datasets.face_eval import auc, inputs_for
 from evalkit.datasets.footage import load_clip
 from evalkit.detectors.expression import (
     FEATURES,
+    ExpressionConfig,
     ExpressionDetector,
     exaggeration,
     expression_features,
@@ -25,7 +26,7 @@ from evalkit.detectors.expression import (
 from evalkit.errors import DetectorConfigError
 from evalkit.registry import get_detector
 
-THRESHOLD = ExpressionDetector.default_config["threshold"]
+THRESHOLD = ExpressionConfig.threshold
 
 # A subset of the leave-one-identity-out validation (python -m evalkit.datasets.face_eval runs
 # every segment of every identity at 1, 1.5, 2 and 3): one segment of each identity at 1 and 2.
@@ -204,6 +205,12 @@ def test_custom_reference_is_checked(tmp_path):
         ExpressionDetector(reference=str(bad))
     with pytest.raises(DetectorConfigError, match="expected a readable"):
         ExpressionDetector(reference=str(tmp_path / "missing.json"))
+
+
+def test_functional_options_are_the_detector_config():
+    """expression_features rejects a misspelt option, naming the one meant."""
+    with pytest.raises(DetectorConfigError, match="speed.*Did you mean 'speed_s'"):
+        expression_features(np.full((4, 1, 478, 3), np.nan, np.float32), 30.0, speed=0.1)
 
 
 def test_registered():

@@ -9,8 +9,8 @@ import torch
 
 from evalkit import PoseTrack, Video, VideoInputs, get_detector
 from evalkit.datasets.motion_eval import auc, localised
-from evalkit.detectors.motion import MotionDetector, motion_breakage, motion_checks, pose_jitter
-from evalkit.errors import ShapeError
+from evalkit.detectors.motion import MotionConfig, MotionDetector, judged_frames, motion_breakage, motion_checks, pose_jitter
+from evalkit.errors import DetectorConfigError, ShapeError
 
 W, H = 640, 480
 # Rest pose of a frontal person, pixels: index -> (x, y)
@@ -307,6 +307,26 @@ def test_checks_cover_every_part_and_shape():
         motion_checks(lm, (W, H), 12.0, limb_mask=_solid_limbs(len(lm) - 1))
     jitter = pose_jitter(lm, (W, H), 12.0)
     assert 0 < jitter["shoulders"] < 0.05
+
+
+def test_functional_options_are_the_detector_config():
+    """The functional forms take MotionConfig or keyword overrides of it, reject a misspelt one, and
+    take the judged frames from a caller that has them (the detector computes them once per clip)."""
+    lm = _broken_arm(12.0)
+    by_keyword = motion_breakage(lm, (W, H), 12.0, max_speed=2.0)
+    by_config = motion_breakage(lm, (W, H), 12.0, None, MotionConfig(max_speed=2.0))
+    assert by_keyword[0] == by_config[0] != motion_breakage(lm, (W, H), 12.0)[0]
+    judged, _ = judged_frames(lm, (W, H), 12.0)
+    given = motion_checks(lm, (W, H), 12.0, judged=judged)
+    for check, parts in motion_checks(lm, (W, H), 12.0).items():
+        for part, sev in parts.items():
+            np.testing.assert_array_equal(given[check][part], sev)
+    with pytest.raises(ShapeError, match="judged"):
+        motion_checks(lm, (W, H), 12.0, judged=judged[:-1])
+    with pytest.raises(DetectorConfigError, match="jump_ration.*Did you mean 'jump_ratio'"):
+        motion_checks(lm, (W, H), 12.0, jump_ration=1.2)
+    with pytest.raises(DetectorConfigError, match="judge_window.*Did you mean 'judge_window_s'"):
+        judged_frames(lm, (W, H), 12.0, judge_window=2.0)
 
 
 def test_no_person_and_bad_shapes():

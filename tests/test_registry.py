@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
@@ -7,7 +9,7 @@ import pytest
 
 import evalkit
 from evalkit import BaseDetector, DetectorConfigError, DetectorResult, UnknownDetectorError
-from evalkit.detector import Detector
+from evalkit.detector import Detector, config_dict
 from evalkit.registry import _BUILTIN, available_detectors, canonical_name, detector_class, get_detector, register
 
 
@@ -43,6 +45,48 @@ def test_config_hash_changes_with_options_only():
     a, b = get_detector("framediff"), get_detector("framediff", device="cpu")
     c = get_detector("framediff", jump_factor=5.0)
     assert a.config_hash == b.config_hash != c.config_hash
+
+
+# Stored results are keyed by the config hash: a built-in's default hash that changes makes every
+# store recompute that detector for every video. These are the hashes of the release before the
+# typed configs (issue #21); change one only with the detector's version, on purpose.
+RELEASED_DEFAULT_HASHES = {
+    "alignment": "63730c5de40bbc95",  # before its model is resolved: an instance keys by the model's path
+    "blink": "f337b52778d4bb41",
+    "confetti": "d066869ce651fdcc",
+    "expression": "570d4e3bd1e88a5d",
+    "framediff": "a24e66ac9b66d0c4",
+    "motion": "24f1288a9e3eb3e2",
+    "temporal_flickering": "7a897699d1aadda1",
+}
+
+
+@pytest.mark.parametrize("name", sorted(RELEASED_DEFAULT_HASHES))
+def test_default_config_hashes_match_the_stored_results(name):
+    cls = detector_class(name)
+    defaults = SimpleNamespace(config=config_dict(cls.config_type()))
+    assert BaseDetector.config_hash.fget(defaults) == RELEASED_DEFAULT_HASHES[name]
+    if name != "alignment":  # needs model weights to instantiate
+        assert get_detector(name).config_hash == RELEASED_DEFAULT_HASHES[name]
+
+
+@pytest.mark.parametrize(
+    ("name", "misspelt", "meant"),
+    [("confetti", "treshold", "threshold"), ("blink", "closed_ration", "closed_ratio"),
+     ("expression", "peak_quantle", "peak_quantile"), ("motion", "jump_ration", "jump_ratio"),
+     ("framediff", "min_jmp", "min_jump"), ("temporal_flickering", "threshhold", "threshold"),
+     ("alignment", "max_frame", "max_frames")],
+)
+def test_misspelt_option_names_the_close_one(name, misspelt, meant):
+    with pytest.raises(DetectorConfigError, match=f"{misspelt}.*Did you mean '{meant}'"):
+        get_detector(name, **{misspelt: 1.0})
+
+
+def test_options_are_typed_and_frozen():
+    detector = get_detector("confetti", threshold=0.4)
+    assert detector.options.threshold == 0.4 and detector.config["threshold"] == 0.4
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        detector.options.threshold = 0.5  # type: ignore[misc]
 
 
 class _Constant(BaseDetector):
