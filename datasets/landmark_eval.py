@@ -27,7 +27,9 @@ PYFEAT = ("single_face.mp4", "WolfgangLanger_Pexels.mp4", "face_noface.mov")
 @dataclass(frozen=True)
 class Agreement:
     """``worst``/``median``: over landmarks, of each landmark's median distance (share of face or
-    torso size) on frames both found; ``found_mismatch``: share of frames found by one only."""
+    torso size) on frames both found; ``found_mismatch``: share of frames found by one only;
+    ``worst_visible``: ``worst`` counting only frames where MediaPipe sees the landmark
+    (pose visibility >= 0.5; the same as ``worst`` for faces)."""
 
     frames: int
     found_reference: int
@@ -35,26 +37,33 @@ class Agreement:
     found_mismatch: float
     worst: float
     median: float
+    worst_visible: float
 
     def __str__(self) -> str:
         return (f"found {self.found_reference}/{self.found_other} of {self.frames} "
                 f"(mismatch {100 * self.found_mismatch:.1f} %), per-landmark median distance: "
-                f"worst {100 * self.worst:.2f} %, median {100 * self.median:.2f} %")
+                f"worst {100 * self.worst:.2f} % (visible {100 * self.worst_visible:.2f} %), "
+                f"median {100 * self.median:.2f} %")
 
 
 def _agreement(ref: np.ndarray, other: np.ndarray, size: tuple[int, int], scale) -> Agreement:
-    """``ref``/``other``: ``(T, N, >=2)`` normalised landmarks (NaN: not found)."""
+    """``ref``/``other``: ``(T, N, >=2)`` normalised landmarks (NaN: not found); a 4th channel
+    of ``ref`` is the visibility."""
     fa, fb = ~np.isnan(ref[:, 0, 0]), ~np.isnan(other[:, 0, 0])
     both = fa & fb
     t = len(ref)
     if not both.any():
-        return Agreement(t, int(fa.sum()), int(fb.sum()), float((fa != fb).mean()), np.nan, np.nan)
+        return Agreement(t, int(fa.sum()), int(fb.sum()), float((fa != fb).mean()), np.nan, np.nan, np.nan)
     pa = ref[both, :, :2] * np.asarray(size, np.float64)
     pb = other[both, :, :2] * np.asarray(size, np.float64)
     dist = np.linalg.norm(pa - pb, axis=-1) / scale(pa)[:, None]
     per_landmark = np.median(dist, axis=0)
+    visible = ref[both, :, 3] >= 0.5 if ref.shape[-1] >= 4 else np.ones(dist.shape, bool)
+    seen = np.where(visible, dist, np.nan)
+    counted = visible.sum(axis=0) >= 5  # a landmark seen on fewer frames has no median to speak of
+    worst_visible = float(np.nanmedian(seen[:, counted], axis=0).max()) if counted.any() else np.nan
     return Agreement(t, int(fa.sum()), int(fb.sum()), float((fa != fb).mean()),
-                     float(per_landmark.max()), float(np.median(per_landmark)))
+                     float(per_landmark.max()), float(np.median(per_landmark)), worst_visible)
 
 
 def face_size(points: np.ndarray) -> np.ndarray:
