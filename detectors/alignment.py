@@ -173,6 +173,7 @@ class AlignmentDetector(BaseDetector):
     requires: ClassVar[frozenset[str]] = frozenset({"frames", "prompt"})
     higher_is_worse: ClassVar[bool] = False
     version: ClassVar[str] = "1"
+    units: ClassVar[str] = "CLIPScore (0-100)"
     score_meaning: ClassVar[str] = (
         "CLIPScore max(100*cos, 0) of sampled frames vs the prompt, averaged over the video (0-100, higher = "
         "better aligned); meaningful only with real weights and only relative to other checkpoints on the same prompt."

@@ -274,6 +274,7 @@ class BlinkDetector(BaseDetector):
     requires: ClassVar[frozenset[str]] = frozenset({"face"})
     higher_is_worse: ClassVar[bool] = True
     version: ClassVar[str] = "2"
+    units: ClassVar[str] = "-log10 probability"
     score_meaning: ClassVar[str] = (
         "-log10 of the probability that a real person blinks this few times or fewer in the "
         "frontal face time seen (max over faces; 1.3 = 5 %)"
@@ -285,6 +286,16 @@ class BlinkDetector(BaseDetector):
     def checkpoint_aggregate(stats: list[dict]) -> dict[str, Any]:
         """Checkpoint-level verdict from its clips' ``stats`` (the runner's report calls this)."""
         return pooled_blink_rate(stats)
+
+    @staticmethod
+    def describe_aggregate(row: dict[str, Any]) -> str:
+        """One terminal line for a row of :meth:`checkpoint_aggregate` (plus ``checkpoint``)."""
+        rate = row.get("blinks_per_minute")
+        known = rate is not None and math.isfinite(float(rate))
+        text = f"{rate:.1f}/min [{row['ci'][0]:.1f},{row['ci'][1]:.1f}]" if known else "n/a"
+        low, high = row["human_range"]
+        return (f"blink rate {row['checkpoint']}: {text} over {row['face_minutes']:.2f} face-minutes "
+                f"({row['verdict']}; human {low:g}-{high:g}/min)")
 
     def score(self, inputs: VideoInputs) -> DetectorResult:
         video = inputs.video

@@ -415,6 +415,7 @@ class ConfettiDetector(BaseDetector):
     requires = frozenset({"frames"})
     higher_is_worse = True
     version = "2"
+    units = "per-mille of moving area"
     score_meaning = (
         "Per-mille of the moving area (at least min_moving of the frame) covered by small, "
         "motion-incoherent, high-contrast specks, averaged over the worst peak_window_s seconds of the video."

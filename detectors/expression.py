@@ -6,7 +6,7 @@ position, size (:func:`evalkit.detectors._face.face_size`) and in-plane rotation
 The neutral is the median shape over the quarter of the face's frames with the most closed
 mouth (at rest the mouth is closed). The clip score is the 95th percentile of that
 deformation over frames (``peak_quantile``; max over faces) divided by its 99th percentile
-over real faces (``expression_reference.json`` in ``evalkit.datasets``, rebuilt by
+over real faces (``expression_reference.json`` beside this module, rebuilt by
 ``python -m evalkit.datasets.expression_reference``): 1.0 is the edge of the real range.
 A percentile, not the maximum, so that a few mis-tracked frames do not make the score.
 
@@ -200,10 +200,10 @@ def face_deformation(points: np.ndarray, usable: np.ndarray, calm: np.ndarray) -
 @lru_cache(maxsize=4)
 def load_reference(path: str | None = None) -> dict[str, Any]:
     """The real-face reference: per feature quantiles (``q50``, ``q90``, ``q99``, ``max``) and
-    how it was made. ``path`` None reads the one bundled with ``evalkit.datasets``."""
+    how it was made. ``path`` None reads the one bundled beside this module."""
     if path is None:
-        text = resources.files("evalkit.datasets").joinpath(REFERENCE_FILE).read_text()
-        source = f"evalkit.datasets/{REFERENCE_FILE}"
+        text = resources.files("evalkit.detectors").joinpath(REFERENCE_FILE).read_text()
+        source = f"evalkit.detectors/{REFERENCE_FILE}"
     else:
         source = str(path)
         try:
@@ -252,6 +252,7 @@ class ExpressionDetector(BaseDetector):
     requires: ClassVar[frozenset[str]] = frozenset({"face"})
     higher_is_worse: ClassVar[bool] = True
     version: ClassVar[str] = "3"
+    units: ClassVar[str] = "multiples of the real-face 99th percentile"
     score_meaning: ClassVar[str] = (
         "95th percentile over frames of the whole-face deformation from the face's own neutral, "
         "as a multiple of the real-face 99th percentile: 1 = edge of the real range"

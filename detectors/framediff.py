@@ -58,6 +58,7 @@ class FrameDifferenceDetector(BaseDetector):
     requires: ClassVar[frozenset[str]] = frozenset({"frames"})
     higher_is_worse: ClassVar[bool] = True
     version: ClassVar[str] = "1"
+    units: ClassVar[str] = "8-bit levels (0-255)"
     score_meaning: ClassVar[str] = "mean absolute change between consecutive frames, in 8-bit levels (0-255)"
     config_type: ClassVar[type] = FrameDifferenceConfig
     options: FrameDifferenceConfig

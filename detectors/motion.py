@@ -837,6 +837,7 @@ class MotionDetector(BaseDetector):
     requires: ClassVar[frozenset[str]] = frozenset({"pose"})
     higher_is_worse: ClassVar[bool] = True
     version: ClassVar[str] = "9"
+    units: ClassVar[str] = "multiples of the check threshold"
     score_meaning: ClassVar[str] = (
         "Worst kinematic violation of the tracked person as a multiple of its threshold "
         "(bone stretch, bone-length jump, joint speed, jump-and-stay, left/right swap, limb dropout, joint angle, "

@@ -56,6 +56,7 @@ class TemporalFlickeringDetector(BaseDetector):
     requires = frozenset({"frames"})
     higher_is_worse = False
     version = "1"
+    units = "fraction (0-1, 1 = static)"
     score_meaning = "VBench temporal flickering: 1 - mean absolute difference of consecutive frames (1 = static)."
     config_type: ClassVar[type] = TemporalFlickeringConfig
     options: TemporalFlickeringConfig
