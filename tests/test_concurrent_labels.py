@@ -30,7 +30,7 @@ print(json.dumps({"ids": ids, "first": times[0], "last": times[-1]}))
 """
 
 
-def test_two_reviewers_write_1000_labels_each_at_once(store_db):
+def test_two_reviewers_write_1000_labels_each_at_once(store_db, reliability_counts):
     open_store(store_db).close()  # the schema exists before the race (as after `evalkit run`)
     start_at = time.time() + 8.0  # both interpreters are up and connected by then
     procs = [subprocess.Popen([sys.executable, "-c", _WRITER, store_db, reviewer, str(LABELS_PER_REVIEWER),
@@ -48,8 +48,9 @@ def test_two_reviewers_write_1000_labels_each_at_once(store_db):
         labels = store.labels_frame()
     written = 2 * LABELS_PER_REVIEWER
     lost = written - len(labels)
-    print(f"\nconcurrent reviewers [{store_db.split(':')[0] if '://' in store_db else 'sqlite'}]: "
-          f"{written} labels written, {len(labels)} stored, {lost} lost")
+    backend = "postgresql" if "://" in store_db else "sqlite"
+    reliability_counts(f"[{backend}] concurrent reviewers: 2 processes x {LABELS_PER_REVIEWER} labels at once, "
+                       f"{written} written, {len(labels)} stored, {lost} lost")
     assert lost == 0 and labels["id"].is_unique
     returned = sorted(outputs[0]["ids"] + outputs[1]["ids"])
     assert returned == sorted(labels["id"].tolist())  # every id a writer was given is a stored row

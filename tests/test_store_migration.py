@@ -56,7 +56,7 @@ def _snapshot(path: Path) -> dict[str, pd.DataFrame]:
         return {t: pd.read_sql_query(f"SELECT * FROM {t} ORDER BY 1, 2", conn) for t in ("items", "results", "errors", "labels")}
 
 
-def test_a_v1_store_migrates_and_keeps_every_row_and_label(tmp_path):
+def test_a_v1_store_migrates_and_keeps_every_row_and_label(tmp_path, reliability_counts):
     db = tmp_path / "evalkit.db"
     _write_v1_store(db)
     before = _snapshot(db)
@@ -76,7 +76,8 @@ def test_a_v1_store_migrates_and_keeps_every_row_and_label(tmp_path):
         assert store.labels_frame()["id"].max() == 26
     after = _snapshot(db)
     lost = {t: len(before[t]) - len(after[t].iloc[: len(before[t])].merge(before[t])) for t in before}
-    print(f"\nmigration v1 -> v{SCHEMA_VERSION}: rows before {({t: len(f) for t, f in before.items()})}, lost {lost}")
+    reliability_counts(f"store migration v1 -> v{SCHEMA_VERSION}: rows before {({t: len(f) for t, f in before.items()})}, "
+                       f"rows lost {sum(lost.values())}")
     for table in ("items", "results", "errors"):
         pd.testing.assert_frame_equal(after[table], before[table])
     pd.testing.assert_frame_equal(after["labels"].iloc[:24], before["labels"], check_dtype=False)  # row 25 has no start
