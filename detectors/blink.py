@@ -54,7 +54,6 @@ RATE_SCALE_PER_MIN = 1.7
 HUMAN_RATE_RANGE_PER_MIN = (8.2, 29.0)  # its 2.5 % and 97.5 % quantiles
 
 
-
 @dataclass(frozen=True)
 class BlinkConfig:
     """The blink detector's options, the one definition of their defaults (:class:`BlinkDetector`

@@ -68,7 +68,6 @@ _UPWARD_ONLY = (True, False, False, True)  # mouth opening and eye widening coun
 REFERENCE_FILE = "expression_reference.json"
 
 
-
 @dataclass(frozen=True)
 class ExpressionConfig:
     """The expression detector's options, the one definition of their defaults
