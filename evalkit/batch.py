@@ -66,9 +66,12 @@ def run_root(
     progress: bool = False,
     on_outcome: Callable[[Any], None] | None = None,
     landmarks: str = "mediapipe",
+    engine: str = "local",
+    address: str | None = None,
 ) -> RunSummary:
     """Evaluate every video under ``root`` (see :mod:`evalkit.layout`), resuming from the store;
-    ``landmarks`` picks the face/pose backend (``"mediapipe"`` or ``"litert"``).
+    ``landmarks`` picks the face/pose backend (``"mediapipe"`` or ``"litert"``). ``engine="ray"``
+    decodes and scores on a Ray cluster (``address``); this process stays the store's one writer.
 
     Raises:
         RootBusyError: another run holds the lock for longer than ``wait_s``.
@@ -93,7 +96,8 @@ def run_root(
         from evalkit.landmarks import LandmarkOptions
 
         with open_store(db, root=root) as store, Runner(
-            instances, decode=decode, workers=workers, landmark_options=LandmarkOptions(backend=landmarks)
+            instances, decode=decode, workers=workers, landmark_options=LandmarkOptions(backend=landmarks),
+            engine=engine, address=address,
         ) as runner:
             for outcome in runner.run(layout.items, store=store, progress=progress):
                 if outcome.error:

@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true")
     p.add_argument("--on-regression", help="command to run when a regression is found (no shell)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="ray: decode and score on a Ray cluster's worker pools (pip install -e '.[ray]')")
+    p.add_argument("--address", help="Ray cluster to join, e.g. auto or ray://HOST:10001 (default $RAY_ADDRESS, else a local one)")
     _add_common(p)
 
     p = sub.add_parser("watch", help="`run` in a loop for users without a scheduler")
@@ -192,6 +195,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         landmarks=args.landmarks,
         decode=_decode_options(args), config=_parse_sets(args.set), db=args.db, wait_s=args.wait,
         write_report=not args.no_report, progress=not args.no_progress and sys.stderr.isatty(),
+        engine=args.engine, address=args.address,
     )
     _print_run(summary)
     if summary.regressions and args.on_regression:

@@ -124,6 +124,33 @@ def _by_name(detectors: Sequence[Detector], name: str) -> Detector:
     return next(d for d in detectors if d.name == name)
 
 
+ENGINES = ("local", "ray")
+
+
+def make_engine(engine: str | Any, address: str | None = None) -> Any:
+    """``"local"`` -> None (the Runner decodes and scores itself); ``"ray"`` -> a Ray engine;
+    an engine instance passes through.
+
+    Raises:
+        EvalkitError: an unknown engine name, ``address`` without Ray, or Ray not installed.
+    """
+    if not isinstance(engine, str):
+        return engine
+    if engine == "local":
+        if address is not None:
+            raise EvalkitError(f"address {address!r}: only the 'ray' engine joins a cluster (engine is 'local')")
+        return None
+    if engine == "ray":
+        try:
+            from evalkit._ray_engine import RayEngine
+        except ImportError as exc:
+            if exc.name is not None and exc.name.split(".")[0] == "ray":
+                raise EvalkitError("engine 'ray' needs Ray: pip install -e '.[ray]'") from exc
+            raise
+        return RayEngine(address=address)
+    raise EvalkitError(f"engine: expected one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
+
+
 def _put_item(store: ResultStore | None, job: _Job) -> None:
     if store is not None and job.meta is not None:
         item = job.item
@@ -143,7 +170,13 @@ class Runner:
         detectors: instances (see :func:`resolve_detectors`).
         decode: how every video is decoded, once, for all detectors.
         workers: landmark worker processes (``0``: in this process; ``None``: one per core, <= 4).
+            The local engine's; the Ray engine sizes its pools from the cluster.
         batch_size: videos decoded and scored together (memory grows with it).
+        engine: ``"local"`` (this machine) or ``"ray"`` (a Ray cluster: decode and model worker
+            pools, see :mod:`evalkit._ray_engine`), or an engine instance. Planning, resume and
+            the store are the same for both: only the decode-and-score step moves.
+        address: the Ray cluster to join (``"auto"``, ``"ray://host:10001"``); None: ``$RAY_ADDRESS``
+            or a new local cluster.
     """
 
     def __init__(
@@ -153,18 +186,30 @@ class Runner:
         workers: int | None = None,
         batch_size: int = 4,
         landmark_options: LandmarkOptions = LandmarkOptions(),
+        engine: str | Any = "local",
+        address: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
         self.detectors = list(detectors)
         self.decode = decode
         self.batch_size = batch_size
-        self.chunk_size = batch_size  # videos planned together; an engine that streams plans more
-        self.pool = LandmarkPool(workers, landmark_options)
+        self.landmark_options = landmark_options
         self.landmarks = landmark_options.backend  # part of face/pose result keys (see _key)
+        self.engine = make_engine(engine, address)
+        self.pool = LandmarkPool(0 if self.engine is not None else workers, landmark_options)
+        # Videos planned together; an engine that streams keeps its pools busy across more.
+        self.chunk_size = batch_size if self.engine is None else max(batch_size, 256)
+
+    def worker_copy(self) -> Runner:
+        """A local, in-process runner with the same detectors and options: what an engine's
+        worker scores decoded videos with (:meth:`score_decoded`)."""
+        return Runner(self.detectors, self.decode, workers=0, batch_size=self.batch_size, landmark_options=self.landmark_options)
 
     def close(self) -> None:
         self.pool.close()
+        if self.engine is not None:
+            self.engine.close()
 
     def __enter__(self) -> Runner:
         return self
@@ -235,7 +280,10 @@ class Runner:
 
     def _execute(self, jobs: list[_Job], store: ResultStore | None) -> Iterator[tuple[_Job, Detector, Outcome]]:
         """Decode each job's video once and score it with its pending detectors; one outcome per
-        (job, pending detector). Another engine replaces this step (see ``evalkit._ray_engine``)."""
+        (job, pending detector). Only this step differs between engines."""
+        if self.engine is not None:
+            yield from self._execute_on_engine(jobs, store)
+            return
         decoded: list[_Job] = []
         for job in jobs:
             try:
@@ -250,6 +298,22 @@ class Runner:
             self._submit_landmarks(job)  # the workers start while the next video decodes
             decoded.append(job)
         yield from self.score_decoded(decoded, store)
+
+    def _execute_on_engine(self, jobs: list[_Job], store: ResultStore | None) -> Iterator[tuple[_Job, Detector, Outcome]]:
+        # The engine's workers decode and score; results come back here, the run's one writer.
+        for job, name, result, error in self.engine.execute(self, jobs, on_decoded=lambda job: _put_item(store, job)):
+            detector = _by_name(job.todo, name)
+            if error is not None:
+                yield job, detector, self._error(job.item, name, error, store, quiet=True)  # logged where it happened
+                continue
+            if store is not None:
+                store.put_result(_key(job.digest, detector, job.item.prompt, self.landmarks), result)
+            yield job, detector, Outcome(job.item, name, result)
+
+    def decoded_job(self, item: VideoItem, digest: str, todo: Sequence[str], video: Video) -> _Job:
+        """A job for :meth:`score_decoded` from what an engine's worker has: the item, its
+        content hash, the names of its pending detectors and its decoded video."""
+        return _Job(item, digest, [_by_name(self.detectors, name) for name in todo], video=video)
 
     def _submit_landmarks(self, job: _Job) -> None:
         need_face = any("face" in d.requires for d in job.todo)
@@ -357,6 +421,8 @@ def score(
     config: dict[str, dict[str, Any]] | None = None,
     progress: bool = False,
     landmarks: str = "mediapipe",
+    engine: str = "local",
+    address: str | None = None,
 ) -> pd.DataFrame:
     """Score video files; one row per (video, detector).
 
@@ -368,6 +434,9 @@ def score(
         workers: landmark worker processes (0: in this process, the quickest for a few clips).
         config: per-detector options, ``{"confetti": {"threshold": 0.4}}``.
         landmarks: face/pose landmark backend, ``"mediapipe"`` or ``"litert"``.
+        progress: a bar of clips done / total, clips/s and ETA (a widget in a notebook).
+        engine: ``"local"`` or ``"ray"`` (worker pools on the Ray cluster at ``address``, or
+            ``$RAY_ADDRESS``, or a new local one); the same rows either way.
 
     Returns:
         DataFrame with columns video, checkpoint, prompt_id, detector, score, flagged, events,
@@ -385,5 +454,6 @@ def score(
         prompt_id, seed = parse_video_name(p)
         text = prompts if isinstance(prompts, str) else (prompts or {}).get(prompt_id)
         items.append(VideoItem(str(p), None, prompt_id, seed, text))
-    with Runner(instances, decode=decode, workers=workers, landmark_options=LandmarkOptions(backend=landmarks)) as runner:
+    with Runner(instances, decode=decode, workers=workers, landmark_options=LandmarkOptions(backend=landmarks),
+                engine=engine, address=address) as runner:
         return outcomes_frame(runner.run(items, progress=progress))
