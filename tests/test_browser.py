@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -39,22 +40,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[dict]:
-    """A JupyterLab on 127.0.0.1 serving a temp folder with the review notebook and a scored root."""
+def find_chromium() -> str:
+    """Debian's chromium, or skip (also when the playwright package is missing)."""
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian chromium is not installed (tests/setup_browser.sh installs it)")
     pytest.importorskip("playwright.sync_api", reason="playwright (Python package) is not installed")
-    serve = private_tmp_dir("evalkit-lab-")
-    root = shared_review_root()
-    shutil.copy(REPO / "notebooks" / "03_review_session.ipynb", serve / "review.ipynb")
+    return chromium
+
+
+@contextmanager
+def serve_lab(serve: Path, notebook: str, env: dict[str, str]) -> Iterator[str]:
+    """A JupyterLab on 127.0.0.1 serving ``serve``; yields the URL that opens ``notebook`` there."""
     news = serve / ".settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True)
     news.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no "news?" toast over the screenshot
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "EVALKIT_DEMO_ROOT": str(root), "EVALKIT_REVIEWER": REVIEWER,
-           "JUPYTER_RUNTIME_DIR": str(serve / ".runtime")}
+    env = {**os.environ, **env, "JUPYTER_RUNTIME_DIR": str(serve / ".runtime")}
     log = open(serve / "lab.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--allow-root", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
@@ -72,8 +74,7 @@ def lab() -> Iterator[dict]:
                 if server.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"jupyter lab did not start:\n{(serve / 'lab.log').read_text()[-3000:]}")
                 time.sleep(0.5)
-        yield {"url": f"http://127.0.0.1:{port}/lab/tree/review.ipynb?token={token}&reset", "root": root,
-               "chromium": chromium}
+        yield f"http://127.0.0.1:{port}/lab/tree/{notebook}?token={token}&reset"
     finally:
         server.terminate()
         try:
@@ -81,6 +82,17 @@ def lab() -> Iterator[dict]:
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[dict]:
+    """A JupyterLab on 127.0.0.1 serving a temp folder with the review notebook and a scored root."""
+    chromium = find_chromium()
+    serve = private_tmp_dir("evalkit-lab-")
+    root = shared_review_root()
+    shutil.copy(REPO / "notebooks" / "03_review_session.ipynb", serve / "review.ipynb")
+    with serve_lab(serve, "review.ipynb", {"EVALKIT_DEMO_ROOT": str(root), "EVALKIT_REVIEWER": REVIEWER}) as url:
+        yield {"url": url, "root": root, "chromium": chromium}
 
 
 KERNEL_IDLE = """() => {
