@@ -735,16 +735,6 @@ def _angle_check(pose: _Pose, o: MotionConfig) -> dict[str, np.ndarray]:
     return out
 
 
-def _judged_only(checks: dict[str, dict[str, np.ndarray]], pose: _Pose) -> dict[str, dict[str, np.ndarray]]:
-    """``checks`` with NaN where nothing is judged: frames without a credible body, and limbs the
-    model invents (rarely visible)."""
-    for parts in checks.values():
-        for part, sev in parts.items():
-            keep = pose.judged & pose.limb_ok[_limb_of(part)]
-            parts[part] = np.where(keep, sev, np.nan)
-    return checks
-
-
 def _cut_check(limb_mask: np.ndarray, pose: _Pose, fps: float, o: MotionConfig) -> dict[str, np.ndarray]:
     """``{bone: (T,)}`` severity of the ``cut`` check from the mask profile ``(T, 8, S)``: the share
     of the bone's middle (0.15-0.85 of its length) where the mask is background, over ``cut_gap``,
@@ -778,6 +768,16 @@ def _cut_check(limb_mask: np.ndarray, pose: _Pose, fps: float, o: MotionConfig) 
         held = _held(np.nan_to_num(sev, nan=0.0), hold)
         out[name] = np.where(np.isfinite(sev) | (held > 0), held, np.nan)
     return out
+
+
+def _judged_only(checks: dict[str, dict[str, np.ndarray]], pose: _Pose) -> dict[str, dict[str, np.ndarray]]:
+    """``checks`` ``{check: {part: (T,)}}`` with NaN where nothing is judged: frames without a
+    credible body, and limbs the model invents (rarely visible)."""
+    for parts in checks.values():
+        for part, sev in parts.items():
+            keep = pose.judged & pose.limb_ok[_limb_of(part)]
+            parts[part] = np.where(keep, sev, np.nan)
+    return checks
 
 
 def _held(x: np.ndarray, k: int) -> np.ndarray:
