@@ -10,7 +10,7 @@ import torch
 from torchmetrics import Metric
 
 from evalkit.detectors._clip import load_local_model
-from evalkit.detectors.alignment import _clip_score_compute, _clip_score_update
+from evalkit.detectors.alignment import AlignmentConfig, _clip_score_compute, _clip_score_update
 from evalkit.errors import DetectorConfigError
 
 
@@ -35,7 +35,7 @@ class VideoCLIPScore(Metric):
 
     def __init__(
         self, model: Any = None, processor: Any = None, model_name_or_path: str | None = None,
-        long_text: str = "truncate", **kwargs: Any,
+        long_text: str = AlignmentConfig.long_text, **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if (model is None) != (processor is None):
