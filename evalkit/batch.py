@@ -65,12 +65,13 @@ def run_root(
     write_report: bool = True,
     progress: bool = False,
     on_outcome: Callable[[Any], None] | None = None,
-    landmarks: str = "mediapipe",
+    landmarks: str | None = None,
     engine: str = "local",
     address: str | None = None,
 ) -> RunSummary:
     """Evaluate every video under ``root`` (see :mod:`evalkit.layout`), resuming from the store;
-    ``landmarks`` picks the face/pose backend (``"mediapipe"`` or ``"litert"``). ``engine="ray"``
+    ``landmarks`` picks the face/pose backend (``"mediapipe"``, ``"litert"`` or ``"torch"``; None:
+    torch on CUDA, else mediapipe). ``engine="ray"``
     decodes and scores on a Ray cluster (``address``); this process stays the store's one writer.
 
     Raises:
@@ -93,10 +94,10 @@ def run_root(
     for problem in layout.problems:
         log.error("%s", problem)
     try:
-        from evalkit.landmarks import LandmarkOptions
+        from evalkit.runner import landmark_options
 
         with open_store(db, root=root) as store, Runner(
-            instances, decode=decode, workers=workers, landmark_options=LandmarkOptions(backend=landmarks),
+            instances, decode=decode, workers=workers, landmark_options=landmark_options(landmarks, device),
             engine=engine, address=address,
         ) as runner:
             for outcome in runner.run(layout.items, store=store, progress=progress):

@@ -51,8 +51,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detectors", help="comma-separated detector names (default: all that can run here)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (batched tensor work)")
     p.add_argument("--workers", type=int, default=None, help="landmark worker processes (0: in-process)")
-    p.add_argument("--landmarks", choices=["mediapipe", "litert"], default="mediapipe",
-                   help="face/pose landmark backend (litert: the same models without MediaPipe's graphs)")
+    p.add_argument("--landmarks", choices=["mediapipe", "litert", "torch"], default=None,
+                   help="face/pose landmark backend: MediaPipe's graphs, or its model files in LiteRT or in torch "
+                        "(batched over videos, CPU or CUDA); default torch with --device cuda, else mediapipe")
     p.add_argument("--max-side", type=int, default=512, help="resize longer side to at most this (0: keep)")
     p.add_argument("--max-frames", type=int, default=None, help="evaluate at most this many frames per video")
     p.add_argument("--fps", type=float, default=None, help="drop frames to approach this rate")
@@ -142,8 +143,7 @@ def _write_records(records: list[dict[str, Any]], fmt: str, out: TextIO) -> None
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from evalkit.layout import parse_video_name, read_prompts, VideoItem
-    from evalkit.landmarks import LandmarkOptions
-    from evalkit.runner import Runner, resolve_detectors
+    from evalkit.runner import Runner, landmark_options, resolve_detectors
 
     prompts: dict[str, str] = {}
     if args.prompts:
@@ -163,7 +163,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     out = _open_out(args.output)
     try:
         with Runner(detectors, decode=_decode_options(args), workers=workers,
-                    landmark_options=LandmarkOptions(backend=args.landmarks)) as runner:
+                    landmark_options=landmark_options(args.landmarks, args.device)) as runner:
             records = []
             for outcome in runner.run(items, progress=False):
                 failed |= outcome.error is not None
@@ -271,6 +271,12 @@ def _cmd_detectors(args: argparse.Namespace) -> int:
         reason = facts.unavailable_reason()
         if reason:
             print(f"  unavailable  : {reason}")
+        if {"face", "pose"} & set(facts.requires):
+            print("  landmarks    : mediapipe on CPU, torch with --device cuda; --landmarks mediapipe|litert|torch")
+    print("\nFace and pose landmarks (--landmarks): mediapipe = MediaPipe's own CPU graphs (default on CPU); "
+          "litert = its model files in LiteRT; torch = its model files in torch, batched over videos "
+          "(default with --device cuda). A stored face/pose result names a backend other than mediapipe "
+          "in its config hash (+landmarks=...).")
     return 0
 
 

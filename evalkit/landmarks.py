@@ -37,8 +37,16 @@ LIMB_MASK_ACROSS = (-0.08, 0.0, 0.08)  # offsets across the bone, in bone length
 # "mediapipe": MediaPipe's own graphs (mp.solutions). "litert": the same model files through
 # LiteRT with evalkit's re-implementation of the graphs (evalkit._landmark_pipeline); the face
 # mesh uses the classic face_landmark + iris_landmark models (LiteRT lacks the attention
-# model's custom ops).
-LANDMARK_BACKENDS = ("mediapipe", "litert")
+# model's custom ops). "torch": the same model files in torch (evalkit._tflite_torch), the
+# same graph steps batched over frames and videos on CPU or CUDA (evalkit._torch_landmarks).
+LANDMARK_BACKENDS = ("mediapipe", "litert", "torch")
+
+
+def default_backend(device: str) -> str:
+    """The landmark backend ``evalkit`` picks when none is named: ``torch`` on CUDA (batched
+    on the GPU); on CPU MediaPipe's own graphs, which measured fastest per core here
+    (benchmarks/bench_landmarks.py, docs/face.md)."""
+    return "torch" if str(device).startswith("cuda") else "mediapipe"
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,8 @@ class LandmarkOptions:
     # Sample MediaPipe's person mask along each limb bone (PoseTrack.limb_mask): the motion
     # detector's ``cut`` check reads a forearm cut off from its elbow from it.
     pose_limb_mask: bool = True
+    # Where the torch backend runs its models ("cpu", "cuda", "cuda:1"); the others ignore it.
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.backend not in LANDMARK_BACKENDS:
@@ -142,6 +152,10 @@ def _track_faces(found_per_frame, t: int, size: tuple[int, int], options: Landma
 def extract_face(frames_hwc: np.ndarray, options: LandmarkOptions = LandmarkOptions()) -> FaceTrack:
     """Face mesh over ``(T, H, W, 3)`` uint8 RGB frames -> :class:`FaceTrack` ``(T, F, 478, 3)``,
     with the backend of ``options.backend``."""
+    if options.backend == "torch":
+        from evalkit._torch_landmarks import extract_many, settings_from
+
+        return extract_many([frames_hwc], True, False, settings_from(options))[0][0]
     if options.backend == "litert":
         return _extract_face_pipeline(frames_hwc, options, _engine(options.backend))
     import mediapipe as mp_
@@ -238,6 +252,10 @@ def extract_pose(frames_hwc: np.ndarray, options: LandmarkOptions = LandmarkOpti
     """Pose over ``(T, H, W, 3)`` uint8 RGB frames -> :class:`PoseTrack` ``(T, 33, 4)``, with the
     person-mask profile along each limb (``limb_mask``) when ``options.pose_limb_mask``, with the
     backend of ``options.backend``."""
+    if options.backend == "torch":
+        from evalkit._torch_landmarks import extract_many, settings_from
+
+        return extract_many([frames_hwc], False, True, settings_from(options))[0][1]
     if options.backend == "litert":
         return _extract_pose_pipeline(frames_hwc, options, _engine(options.backend))
     t, h, w, _ = frames_hwc.shape

@@ -116,6 +116,23 @@ def _key(digest: str, detector: Detector, prompt: str | None, landmarks: str = "
     return ResultKey(digest, detector.name, str(detector.version), config_hash, prompt_hash)
 
 
+def landmark_options(landmarks: str | None, device: str) -> LandmarkOptions:
+    """The landmark options of a run on ``device``: the backend named, or the default there."""
+    from evalkit.landmarks import default_backend
+
+    return LandmarkOptions(backend=landmarks or default_backend(device), device=device)
+
+
+def _landmark_pool(workers: int | None, options: LandmarkOptions) -> Any:
+    """Worker processes for MediaPipe and LiteRT; the torch backend batches the videos of a
+    chunk in this process instead (evalkit._torch_landmarks.TorchLandmarkPool)."""
+    if options.backend == "torch":
+        from evalkit._torch_landmarks import TorchLandmarkPool
+
+        return TorchLandmarkPool(options)
+    return LandmarkPool(workers, options)
+
+
 def _needs_landmarks(detector: Detector) -> bool:
     return bool({"face", "pose"} & set(detector.requires))
 
@@ -197,7 +214,7 @@ class Runner:
         self.landmark_options = landmark_options
         self.landmarks = landmark_options.backend  # part of face/pose result keys (see _key)
         self.engine = make_engine(engine, address)
-        self.pool = LandmarkPool(0 if self.engine is not None else workers, landmark_options)
+        self.pool = _landmark_pool(0 if self.engine is not None else workers, landmark_options)
         # Videos planned together; an engine that streams keeps its pools busy across more.
         self.chunk_size = batch_size if self.engine is None else max(batch_size, 256)
 
@@ -420,7 +437,7 @@ def score(
     decode: DecodeOptions = DecodeOptions(),
     config: dict[str, dict[str, Any]] | None = None,
     progress: bool = False,
-    landmarks: str = "mediapipe",
+    landmarks: str | None = None,
     engine: str = "local",
     address: str | None = None,
 ) -> pd.DataFrame:
@@ -433,7 +450,8 @@ def score(
         device: ``"cpu"`` or ``"cuda"`` for the batched tensor work.
         workers: landmark worker processes (0: in this process, the quickest for a few clips).
         config: per-detector options, ``{"confetti": {"threshold": 0.4}}``.
-        landmarks: face/pose landmark backend, ``"mediapipe"`` or ``"litert"``.
+        landmarks: face/pose landmark backend, ``"mediapipe"``, ``"litert"`` or ``"torch"``;
+            None: ``torch`` on CUDA, ``mediapipe`` on CPU (:func:`evalkit.landmarks.default_backend`).
         progress: a bar of clips done / total, clips/s and ETA (a widget in a notebook).
         engine: ``"local"`` or ``"ray"`` (worker pools on the Ray cluster at ``address``, or
             ``$RAY_ADDRESS``, or a new local one); the same rows either way.
@@ -454,6 +472,7 @@ def score(
         prompt_id, seed = parse_video_name(p)
         text = prompts if isinstance(prompts, str) else (prompts or {}).get(prompt_id)
         items.append(VideoItem(str(p), None, prompt_id, seed, text))
-    with Runner(instances, decode=decode, workers=workers, landmark_options=LandmarkOptions(backend=landmarks),
+    options = landmark_options(landmarks, device)
+    with Runner(instances, decode=decode, workers=workers, landmark_options=options,
                 engine=engine, address=address) as runner:
         return outcomes_frame(runner.run(items, progress=progress))
