@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from evalkit.datasets.footage import load_clip
-from evalkit.detectors._blockmotion import dilate, max_vector, motion_vectors, pyramid
+from evalkit.detectors.blockmotion import dilate, max_vector, motion_vectors, pyramid
 from evalkit.detectors.confetti import (
     BLOCK,
     ConfettiMaps,

@@ -32,7 +32,7 @@ from scipy.spatial import Delaunay
 
 from evalkit._types import FaceTrack
 from evalkit.datasets.footage import DemoClip, astronaut, load_clip
-from evalkit.detectors._face import LOWER_LIP_INNER, RIGID, UPPER_LIP_INNER, face_size, runs
+from evalkit.detectors.face_mesh import LOWER_LIP_INNER, RIGID, UPPER_LIP_INNER, face_size, runs
 
 log = logging.getLogger(__name__)
 CACHE = Path(".cache/faces")

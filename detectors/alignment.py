@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 __all__ = [
     "AlignmentConfig",
     "AlignmentDetector",
-    "VideoCLIPScore",
     "clip_score",
     "frame_text_similarity",
     "load_local_model",
@@ -54,8 +53,6 @@ __all__ = [
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from evalkit.detectors._alignment_metric import VideoCLIPScore
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -313,11 +310,3 @@ def rank_checkpoints(results: pd.DataFrame, detector: str = "alignment", higher_
     table["gap_to_best"] = (best - table["score"]).abs()
     return table.sort_values(["prompt_id", "rank", "checkpoint"], na_position="last").reset_index(drop=True)
 
-
-def __getattr__(name: str) -> Any:
-    # torchmetrics takes seconds to import (it pulls in transformers): load it only when asked for.
-    if name == "VideoCLIPScore":
-        from evalkit.detectors._alignment_metric import VideoCLIPScore
-
-        return VideoCLIPScore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,7 +34,7 @@ import numpy as np
 from evalkit._types import DetectorResult, Event, VideoInputs
 from evalkit.detector import BaseDetector
 from evalkit.detectors._config import with_options
-from evalkit.detectors._face import (
+from evalkit.detectors.face_mesh import (
     check_landmarks,
     eye_aspect_ratio,
     face_pixels,

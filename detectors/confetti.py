@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from evalkit._types import DetectorResult, VideoBatch, VideoInputs
 from evalkit.detector import BaseDetector
 from evalkit.detectors._config import with_options
-from evalkit.detectors._blockmotion import (
+from evalkit.detectors.blockmotion import (
     PatchSampler, diagonal_max, dilate, erode, from_blocks, halve, max_vector, motion_vectors, pyramid, to_blocks,
 )
 from evalkit.detectors._events import series_events

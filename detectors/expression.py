@@ -2,7 +2,7 @@
 
 Version 3 scores the **whole-face deformation**: per frame and face, the RMS image-plane
 displacement of the 468 mesh points from the face's own neutral shape, after removing
-position, size (:func:`evalkit.detectors._face.face_size`) and in-plane rotation, in face sizes.
+position, size (:func:`evalkit.detectors.face_mesh.face_size`) and in-plane rotation, in face sizes.
 The neutral is the median shape over the quarter of the face's frames with the most closed
 mouth (at rest the mouth is closed). The clip score is the 95th percentile of that
 deformation over frames (``peak_quantile``; max over faces) divided by its 99th percentile
@@ -42,7 +42,7 @@ import numpy as np
 from evalkit._types import DetectorResult, Event, VideoInputs
 from evalkit.detector import BaseDetector
 from evalkit.detectors._config import with_options
-from evalkit.detectors._face import (
+from evalkit.detectors.face_mesh import (
     LEFT_EYE_CORNERS,
     MEASURES,
     RIGHT_EYE_CORNERS,

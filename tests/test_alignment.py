@@ -22,12 +22,12 @@ from evalkit import ModelWeightsMissingError, Video, VideoInputs, get_detector  
 from evalkit.detectors._clip import MODEL_ENV, encode_texts, load_local_model, resolve_local_model  # noqa: E402
 from evalkit.detectors.alignment import (  # noqa: E402
     AlignmentDetector,
-    VideoCLIPScore,
     clip_score,
     frame_text_similarity,
     rank_checkpoints,
     sample_frame_indices,
 )
+from evalkit.detectors.alignment_metric import VideoCLIPScore  # noqa: E402
 
 PROMPTS = ["the cat and the dog", "a red dog", "the cat"]
 LONG = " ".join(["the cat and the dog ran"] * 20)  # about 120 tokens with this vocabulary

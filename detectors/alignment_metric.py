@@ -1,5 +1,6 @@
-"""``VideoCLIPScore``: the alignment score as a ``torchmetrics`` metric (kept apart because
-importing torchmetrics is slow; import it from :mod:`evalkit.detectors.alignment`)."""
+"""``VideoCLIPScore``: the alignment score as a ``torchmetrics`` metric, over the functional
+form in :mod:`evalkit.detectors.alignment` (a module of its own because importing torchmetrics
+takes seconds: the detector does not need it)."""
 
 from __future__ import annotations
 
