@@ -1,5 +1,6 @@
 """Two reviewers (two processes, as two JupyterLab kernels would be) label into one store at the
-same time: on both backends no label is lost, none is written twice, every id is unique."""
+same time through the review widget: on both backends no label is lost, none is written twice,
+every id is unique."""
 
 from __future__ import annotations
 
@@ -8,53 +9,57 @@ import subprocess
 import sys
 import time
 
+from bad_inputs import encode, moving_pattern
+from evalkit.batch import run_root
 from evalkit.store import open_store
 
 LABELS_PER_REVIEWER = 1000
 
-# What a kernel does when its reviewer labels: ReviewData.store.add_label, one committed row each.
-_WRITER = """
+# What a kernel does: a VideoReview on the root, its reviewer writing one note after another
+# (each one committed at once and read back into the widget, as when typed in the page).
+_KERNEL = """
 import json, sys, time
-from evalkit.store import open_store
-db, reviewer, count, start_at = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-store = open_store(db)
+from evalkit.widgets import VideoReview
+root, db, reviewer, count, start_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+widget = VideoReview(root, reviewer=reviewer, db=db)
 while time.time() < start_at:
     time.sleep(0.001)
 ids, times = [], []
 for i in range(count):
-    ids.append(store.add_label(video_hash=f"clip{i % 17}", reviewer=reviewer, kind="clip", failure_mode="confetti",
-                               value="fail" if i % 2 else "pass", note=f"{reviewer} #{i}", payload={"seq": i}))
+    ids.append(widget.save_note(f"{reviewer} #{i} <script>x</script>")["id"])
     times.append(time.time())
-store.close()
-print(json.dumps({"ids": ids, "first": times[0], "last": times[-1]}))
+print(json.dumps({"ids": ids, "first": times[0], "last": times[-1], "shown": len(widget.labels)}))
 """
 
 
-def test_two_reviewers_write_1000_labels_each_at_once(store_db, reliability_counts):
-    open_store(store_db).close()  # the schema exists before the race (as after `evalkit run`)
-    start_at = time.time() + 8.0  # both interpreters are up and connected by then
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, store_db, reviewer, str(LABELS_PER_REVIEWER),
-                               str(start_at)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for reviewer in ("ana", "bo")]
+def test_two_reviewers_write_1000_labels_each_at_once(store_db, tmp_path, reliability_counts):
+    root = tmp_path / "root"
+    encode(root / "ckpt_a" / "clip.mp4", moving_pattern(8))
+    run_root(root, detectors=["framediff"], workers=0, db=store_db, write_report=False)
+    start_at = time.time() + 15.0  # both kernels are up, with the widget open, by then
+    kernels = [subprocess.Popen([sys.executable, "-c", _KERNEL, str(root), store_db, reviewer, str(LABELS_PER_REVIEWER),
+                                 str(start_at)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for reviewer in ("ana", "bo")]
     outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
-        outputs.append(json.loads(out))
-    # the two really overlapped in time
-    assert outputs[0]["first"] < outputs[1]["last"] and outputs[1]["first"] < outputs[0]["last"]
+    for kernel in kernels:
+        out, err = kernel.communicate(timeout=600)
+        assert kernel.returncode == 0, err[-3000:]
+        outputs.append(json.loads(out.strip().splitlines()[-1]))
+    assert all(o["first"] > start_at - 1 for o in outputs), "a kernel started late: the writes did not race"
+    assert outputs[0]["first"] < outputs[1]["last"] and outputs[1]["first"] < outputs[0]["last"]  # they overlapped
+    assert [o["shown"] for o in outputs] == [LABELS_PER_REVIEWER] * 2  # each widget sees all of its own
 
     with open_store(store_db) as store:
         labels = store.labels_frame()
     written = 2 * LABELS_PER_REVIEWER
     lost = written - len(labels)
     backend = "postgresql" if "://" in store_db else "sqlite"
-    reliability_counts(f"[{backend}] concurrent reviewers: 2 processes x {LABELS_PER_REVIEWER} labels at once, "
+    reliability_counts(f"[{backend}] concurrent reviewers: 2 kernels x {LABELS_PER_REVIEWER} labels at once, "
                        f"{written} written, {len(labels)} stored, {lost} lost")
     assert lost == 0 and labels["id"].is_unique
     returned = sorted(outputs[0]["ids"] + outputs[1]["ids"])
     assert returned == sorted(labels["id"].tolist())  # every id a writer was given is a stored row
     for reviewer in ("ana", "bo"):
         mine = labels[labels["reviewer"] == reviewer]
-        assert sorted(p["seq"] for p in mine["payload"]) == list(range(LABELS_PER_REVIEWER))
-        assert set(mine["note"]) == {f"{reviewer} #{i}" for i in range(LABELS_PER_REVIEWER)}
+        assert sorted(mine["note"]) == sorted(f"{reviewer} #{i} <script>x</script>" for i in range(LABELS_PER_REVIEWER))
+        assert set(mine["kind"]) == {"note"} and set(mine["payload"].map(lambda p: p["widget"])) == {"VideoReview"}
