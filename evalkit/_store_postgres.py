@@ -9,7 +9,7 @@ independent stores. The SQL is :class:`~evalkit.store.SQLStore`'s; only the DDL 
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from evalkit.errors import StoreError
 from evalkit.store import SCHEMA_VERSION, SQLStore, _migrate
@@ -67,15 +67,33 @@ class PostgresStore(SQLStore):
         except ImportError:
             raise StoreError(self.name, "expected the psycopg driver for a PostgreSQL store, got none; "
                                         "pip install 'evalkit[postgres]'") from None
-        try:
-            self._conn = psycopg.connect(dsn, autocommit=True)
-        except psycopg.OperationalError as exc:
-            raise StoreError(self.name, f"cannot connect: {str(exc).strip()}") from None
+        self._psycopg = psycopg
+        self._conn = self._connect()
         try:
             self._prepare()
         except BaseException:
             self._conn.close()
             raise
+
+    def _connect(self) -> Any:
+        try:
+            return self._psycopg.connect(self.dsn, autocommit=True)
+        except self._psycopg.OperationalError as exc:
+            raise StoreError(self.name, f"cannot connect: {str(exc).strip()}") from None
+
+    def _retrying(self, work: Callable[[Any], Any]) -> Any:
+        """``work(connection)``; when the connection was lost (server restart, idle timeout, network),
+        reconnect once and run it again. Every statement of the store is safe to repeat: upserts,
+        deletes, reads, label inserts made idempotent by their uid; an error record may repeat
+        (``errors_frame`` shows each once)."""
+        with self._lock:
+            try:
+                return work(self._conn)
+            except self._psycopg.OperationalError:
+                if not (self._conn.broken or self._conn.closed):
+                    raise
+                self._conn = self._connect()
+                return work(self._conn)
 
     def _found_version(self, cur: Any) -> int | None:
         cur.execute("SELECT to_regclass('evalkit_meta') IS NOT NULL, to_regclass('items') IS NOT NULL")
@@ -104,15 +122,26 @@ class PostgresStore(SQLStore):
             self._conn.close()
 
     def _execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        with self._lock:
-            return self._conn.execute(_placeholders(sql), tuple(params))
+        params = tuple(params)
+        return self._retrying(lambda conn: conn.execute(_placeholders(sql), params))
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> tuple[list[str], list[tuple]]:
-        with self._lock, self._conn.cursor() as cur:
-            cur.execute(_placeholders(sql), tuple(params))
-            return [d.name for d in cur.description], cur.fetchall()
+        params = tuple(params)
 
-    def _insert_returning_id(self, sql: str, params: Iterable[Any]) -> int:
-        with self._lock, self._conn.cursor() as cur:
-            cur.execute(_placeholders(sql) + " RETURNING id", tuple(params))
-            return int(cur.fetchone()[0])
+        def query(conn: Any) -> tuple[list[str], list[tuple]]:
+            with conn.cursor() as cur:
+                cur.execute(_placeholders(sql), params)
+                return [d.name for d in cur.description], cur.fetchall()
+
+        return self._retrying(query)
+
+    def _insert_returning_id(self, sql: str, params: Iterable[Any]) -> int | None:
+        params = tuple(params)
+
+        def insert(conn: Any) -> int | None:
+            with conn.cursor() as cur:
+                cur.execute(_placeholders(sql) + " RETURNING id", params)
+                row = cur.fetchone()
+                return None if row is None else int(row[0])
+
+        return self._retrying(insert)

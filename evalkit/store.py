@@ -14,7 +14,8 @@ The :class:`ResultStore` interface is what the runner, the report and the widget
 Schema versions (``evalkit_meta.schema_version``; a store without that table is version 1):
 
     1  evalkit 0.1.0: items, results, errors, labels
-    2  + evalkit_meta; indexes on labels(video_hash) and errors(path, detector)
+    2  + evalkit_meta; indexes on labels(video_hash) and errors(path, detector); labels.uid
+       (unique, written by the client: a label write retried after a lost connection lands once)
 
 Opening an older SQLite store copies it to ``evalkit.db.v<N>.bak`` and migrates it in one
 transaction; a store newer than this code raises :class:`~evalkit.errors.StoreError`.
@@ -29,6 +30,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Protocol
@@ -118,6 +120,8 @@ _MIGRATIONS: dict[int, list[str]] = {
         "CREATE TABLE IF NOT EXISTS evalkit_meta (key TEXT PRIMARY KEY, value TEXT)",
         "CREATE INDEX IF NOT EXISTS labels_video ON labels(video_hash)",
         "CREATE INDEX IF NOT EXISTS errors_path ON errors(path, detector)",
+        "ALTER TABLE labels ADD COLUMN uid TEXT",
+        "CREATE UNIQUE INDEX IF NOT EXISTS labels_uid ON labels(uid)",
     ],
 }
 
@@ -160,7 +164,8 @@ class SQLStore:
     def _query(self, sql: str, params: Iterable[Any] = ()) -> tuple[list[str], list[tuple]]:
         raise NotImplementedError
 
-    def _insert_returning_id(self, sql: str, params: Iterable[Any]) -> int:
+    def _insert_returning_id(self, sql: str, params: Iterable[Any]) -> int | None:
+        """Run an INSERT; the new row's id, or None when it inserted nothing."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -314,10 +319,15 @@ class SQLStore:
         values = [label.get(f) for f in self._LABEL_FIELDS]
         values[-1] = json.dumps(to_jsonable(values[-1])) if values[-1] is not None else None
         cols = ", ".join(f'"{f}"' for f in self._LABEL_FIELDS)
-        return self._insert_returning_id(
-            f"INSERT INTO labels ({cols}, created) VALUES ({', '.join('?' * len(values))}, ?)",
-            [*values, time.time()],
+        uid = uuid.uuid4().hex  # makes the write idempotent: a retry after a lost reply adds nothing
+        label_id = self._insert_returning_id(
+            f"INSERT INTO labels ({cols}, created, uid) VALUES ({', '.join('?' * len(values))}, ?, ?) "
+            "ON CONFLICT (uid) DO NOTHING",
+            [*values, time.time(), uid],
         )
+        if label_id is None:  # the first attempt did land
+            label_id = self._one("SELECT id FROM labels WHERE uid = ?", (uid,))[0]
+        return int(label_id)
 
     def delete_label(self, label_id: int) -> None:
         self._execute("DELETE FROM labels WHERE id = ?", (int(label_id),))
@@ -398,9 +408,10 @@ class SQLiteStore(SQLStore):
             cur = self._conn.execute(sql, tuple(params))
             return [d[0] for d in cur.description], cur.fetchall()
 
-    def _insert_returning_id(self, sql: str, params: Iterable[Any]) -> int:
+    def _insert_returning_id(self, sql: str, params: Iterable[Any]) -> int | None:
         with self._lock:
-            return int(self._conn.execute(sql, tuple(params)).lastrowid)
+            cur = self._conn.execute(sql, tuple(params))
+            return int(cur.lastrowid) if cur.rowcount else None
 
 
 def _migrate(execute: Any, found: int) -> None:

@@ -148,3 +148,29 @@ def test_unreachable_postgres_names_the_server_without_password(tmp_path):
     pytest.importorskip("psycopg")
     with pytest.raises(StoreError, match=r"postgresql://ana:\*\*\*@.*cannot connect"):
         open_store(f"postgresql://ana:secret@/nodb?host={tmp_path}&connect_timeout=2")
+
+
+def test_a_label_write_repeated_with_its_uid_lands_once(store_db, monkeypatch):
+    """What a retry after a lost reply does: the same uid again adds no second row."""
+    import uuid
+
+    fixed = uuid.UUID("12345678123456781234567812345678")
+    monkeypatch.setattr(uuid, "uuid4", lambda: fixed)
+    with open_store(store_db) as store:
+        first = store.add_label(video_hash="h1", reviewer="ana", kind="clip", value="fail")
+        again = store.add_label(video_hash="h1", reviewer="ana", kind="clip", value="fail")
+        assert first == again and len(store.labels_frame()) == 1
+
+
+def test_postgres_reconnects_after_losing_its_connection(postgres_db):
+    import psycopg
+
+    with open_store(postgres_db) as store:
+        store.add_label(video_hash="h1", reviewer="ana", kind="clip")
+        with psycopg.connect(postgres_db, autocommit=True) as admin:  # the server drops the session
+            admin.execute("SELECT pg_terminate_backend(%s)", (store._conn.info.backend_pid,))
+        store.add_label(video_hash="h2", reviewer="ana", kind="clip")  # reconnects, writes once
+        assert list(store.labels_frame()["video_hash"]) == ["h1", "h2"]
+        with psycopg.connect(postgres_db, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (store._conn.info.backend_pid,))
+        assert len(store.results_frame()) == 0 and len(store.labels_frame()) == 2  # reads too

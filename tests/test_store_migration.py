@@ -75,12 +75,14 @@ def test_a_v1_store_migrates_and_keeps_every_row_and_label(tmp_path, reliability
         store.add_label(video_hash="h0", reviewer="new", kind="clip")  # ids continue after the old ones
         assert store.labels_frame()["id"].max() == 26
     after = _snapshot(db)
-    lost = {t: len(before[t]) - len(after[t].iloc[: len(before[t])].merge(before[t])) for t in before}
+    lost = {t: len(before[t]) - len(after[t][before[t].columns].iloc[: len(before[t])].merge(before[t])) for t in before}
     reliability_counts(f"store migration v1 -> v{SCHEMA_VERSION}: rows before {({t: len(f) for t, f in before.items()})}, "
                        f"rows lost {sum(lost.values())}")
     for table in ("items", "results", "errors"):
         pd.testing.assert_frame_equal(after[table], before[table])
-    pd.testing.assert_frame_equal(after["labels"].iloc[:24], before["labels"], check_dtype=False)  # row 25 has no start
+    assert after["labels"]["uid"].iloc[:24].isna().all() and after["labels"]["uid"].iloc[24]  # new column
+    pd.testing.assert_frame_equal(after["labels"].drop(columns="uid").iloc[:24], before["labels"],
+                                  check_dtype=False)  # row 25 has no start
     assert sum(lost.values()) == 0
 
     # what the API returns is the same, arrays included
@@ -102,7 +104,7 @@ def test_a_v1_store_migrates_and_keeps_every_row_and_label(tmp_path, reliability
         meta = dict(conn.execute("SELECT key, value FROM evalkit_meta"))
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert meta == {"schema_version": str(SCHEMA_VERSION), "migrated_from": "1"}
-    assert {"labels_video", "errors_path"} <= indexes
+    assert {"labels_video", "errors_path", "labels_uid"} <= indexes
 
 
 def test_the_v1_release_still_reads_a_migrated_store(tmp_path):
