@@ -171,7 +171,11 @@ def crop(frame: np.ndarray, roi: Roi, size: int, value_range: tuple[float, float
     out = cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT if border_zero else cv2.BORDER_REPLICATE)
     lo, hi = value_range
-    return out.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
+    tensor = out.astype(np.float32)
+    tensor *= np.float32((hi - lo) / 255.0)
+    if lo:
+        tensor += np.float32(lo)
+    return tensor
 
 
 def bilinear(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
@@ -228,14 +232,16 @@ def decode_detections(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np
                       input_size: int, num_keypoints: int, min_score: float) -> Detections:
     """One image's regressors ``(A, C)`` and logits ``(A,)`` -> detections above ``min_score``
     (x, y, w, h order, offsets in input pixels relative to each anchor centre)."""
-    scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores.astype(np.float64), -100.0, 100.0)))
-    keep = scores >= min_score
+    # sigmoid(clip(x, +-100)) >= min_score, decided on the logits (few anchors pass)
+    keep = np.flatnonzero(raw_scores >= math.log(min_score / (1.0 - min_score))) if 0 < min_score < 1 \
+        else np.arange(len(raw_scores))
+    scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores[keep].astype(np.float64), -100.0, 100.0)))
     raw, anc = raw_boxes[keep] / input_size, anchors[keep]
     cx, cy = raw[:, 0] + anc[:, 0], raw[:, 1] + anc[:, 1]
     w, h = raw[:, 2], raw[:, 3]
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
     kp = raw[:, 4:4 + 2 * num_keypoints].reshape(-1, num_keypoints, 2) + anc[:, None, :]
-    return Detections(boxes, kp, scores[keep])
+    return Detections(boxes, kp, scores)
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -31,8 +31,13 @@ class LiteRTModel:
         if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
             raise ValueError(f"{self.name}: expected input (N, {', '.join(map(str, self.input_shape))}), "
                              f"got {tuple(batch.shape)}")
+        batch = np.asarray(batch, np.float32)
+        if len(batch) == 1:  # the usual case while tracking: no stacking
+            self.interpreter.set_tensor(self.input_index, batch)
+            self.interpreter.invoke()
+            return [self.interpreter.get_tensor(index).copy() for index in self.output_indices]
         outs: list[list[np.ndarray]] = [[] for _ in self.output_indices]
-        for image in np.asarray(batch, np.float32):
+        for image in batch:
             self.interpreter.set_tensor(self.input_index, image[None])
             self.interpreter.invoke()
             for k, index in enumerate(self.output_indices):
