@@ -206,6 +206,11 @@ def read_graph(path: str | Path) -> Graph:
         info = OpInfo(name, [int(x) for x in op.InputsAsNumpy()] if op.InputsLength() else [],
                       [int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else [],
                       _read_options(tfl, name, op))
+        if builtin == 32 and op.CustomOptionsLength():
+            from flatbuffers import flexbuffers
+
+            info.options = dict(flexbuffers.Loads(op.CustomOptionsAsNumpy().tobytes()))
+        info.options["version"] = code.Version()
         if name == "DENSIFY":
             src = tensors[info.inputs[0]]
             info.options["dense"] = _densify(tfl, raw_tensors[info.inputs[0]], src.data, src.shape)
@@ -238,7 +243,10 @@ def _to_nchw_const(array: np.ndarray, rank: int) -> np.ndarray:
     return np.transpose(full, (0, 3, 1, 2))
 
 
-Step = Callable[[list], None]
+# Operators whose output is a new tensor (or, for an in-place ADD/MUL, a tensor that one did own).
+_OWNING_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "PRELU", "RELU", "RELU6", "LOGISTIC",
+                         "TANH", "MAX_POOL_2D", "PAD", "CONCATENATION", "RESIZE_BILINEAR",
+                         "TransformTensorBilinear"})
 
 
 class TFLiteModule(nn.Module):
@@ -560,6 +568,80 @@ class TFLiteModule(nn.Module):
 
         self._add(op, strided_slice, [x_index], nchw_out)
 
+    # -- MediaPipe's custom operators (face_landmark_with_attention), version 2 -----------------
+    def _require_version(self, op: OpInfo, version: int) -> None:
+        if op.options.get("version") != version:
+            raise self._unsupported(op, f"version {op.options.get('version')}, expected {version}")
+
+    def _build_landmarks2transformmatrix(self, op: OpInfo) -> None:
+        """The affine map from an ``output_width x output_height`` patch to the landmarks' frame
+        that covers the subset's box after turning the left-right line to the target angle."""
+        self._require_version(op, 2)
+        o = op.options
+        subset = torch.tensor(np.asarray(o["subset_idxs"], np.int64).reshape(-1))
+        left, right = int(o["left_rotation_idx"]), int(o["right_rotation_idx"])
+        out_w, out_h = float(o["output_width"]), float(o["output_height"])
+        scale_x, scale_y = float(o["scale_x"]), float(o["scale_y"])
+        target = float(o.get("target_rotation_radians", 0.0))
+
+        def landmarks_to_matrix(x: torch.Tensor) -> torch.Tensor:
+            xy = x[..., :2]
+            d = xy[:, right] - xy[:, left]
+            rot = target - torch.atan2(d[:, 1], d[:, 0])
+            c, s = torch.cos(rot)[:, None], torch.sin(rot)[:, None]
+            pts = xy[:, subset.to(x.device)]
+            px, py = c * pts[..., 0] - s * pts[..., 1], s * pts[..., 0] + c * pts[..., 1]
+            lo_x, hi_x, lo_y, hi_y = px.amin(1), px.amax(1), py.amin(1), py.amax(1)
+            mx, my = (lo_x + hi_x) / 2, (lo_y + hi_y) / 2
+            c, s = c[:, 0], s[:, 0]
+            centre_x, centre_y = c * mx + s * my, -s * mx + c * my  # rotated back
+            sx, sy = scale_x * (hi_x - lo_x) / out_w, scale_y * (hi_y - lo_y) / out_h
+            m00, m01, m10, m11 = c * sx, s * sy, -s * sx, c * sy
+            tx = centre_x - (m00 * out_w + m01 * out_h) / 2
+            ty = centre_y - (m10 * out_w + m11 * out_h) / 2
+            zero, one = torch.zeros_like(c), torch.ones_like(c)
+            rows = [[m00, m01, zero, tx], [m10, m11, zero, ty], [zero, zero, one, zero], [zero, zero, zero, one]]
+            return torch.stack([torch.stack(r, -1) for r in rows], 1)
+
+        self._add(op, landmarks_to_matrix, [op.inputs[0]], False)
+
+    def _build_transformtensorbilinear(self, op: OpInfo) -> None:
+        """Features ``(N, C, H, W)`` sampled at the matrix's map of an output grid; an output pixel
+        whose source falls outside the map is zero (not blended with the border)."""
+        self._require_version(op, 2)
+        x_index, m_index = op.inputs
+        if not self._nchw[x_index]:
+            raise self._unsupported(op, "on a tensor that is not rank 4")
+        out_h, out_w = int(op.options["output_height"]), int(op.options["output_width"])
+
+        def transform_tensor(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+            _, _, h, w = x.shape
+            oy, ox = torch.meshgrid(torch.arange(out_h, device=x.device, dtype=m.dtype),
+                                    torch.arange(out_w, device=x.device, dtype=m.dtype), indexing="ij")
+            # version 2's align-corners correction: T -> S(-0.5) T S(+0.5)
+            tx = m[:, 0, 3] + (m[:, 0, 0] + m[:, 0, 1]) * 0.5 - 0.5
+            ty = m[:, 1, 3] + (m[:, 1, 0] + m[:, 1, 1]) * 0.5 - 0.5
+            sx = m[:, 0, 0, None, None] * ox + m[:, 0, 1, None, None] * oy + tx[:, None, None]
+            sy = m[:, 1, 0, None, None] * ox + m[:, 1, 1, None, None] * oy + ty[:, None, None]
+            inside = (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1)
+            grid = torch.stack([2 * sx / (w - 1) - 1, 2 * sy / (h - 1) - 1], -1).to(x.dtype)
+            out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+            return out * inside[:, None].to(x.dtype)
+
+        self._add(op, transform_tensor, [x_index, m_index], True)
+
+    def _build_transformlandmarks(self, op: OpInfo) -> None:
+        """``(N, K, 2)`` points through the matrix's first two rows (z would pass unchanged)."""
+        self._require_version(op, 2)
+        x_index, m_index = op.inputs
+        if self._nchw[x_index] or self._shape(x_index)[-1] != 2:
+            raise self._unsupported(op, f"on landmarks shaped {self._shape(x_index)}, expected (1, K, 2)")
+
+        def transform_landmarks(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+            return x @ m[:, :2, :2].transpose(1, 2) + m[:, None, :2, 3]
+
+        self._add(op, transform_landmarks, [x_index, m_index], False)
+
     def _plan_frees(self) -> None:
         """Drop folded PADs; free each activation after the last step that reads it (memory at
         batch 256); let a step overwrite its first input when that input dies with it."""
@@ -573,10 +655,14 @@ class TFLiteModule(nn.Module):
         for i, k in last.items():
             if i not in keep:
                 self._free_after[k].append(i)
+        # Only a tensor that owns its memory may be overwritten: RESHAPE, STRIDED_SLICE and the
+        # like return views that share memory with a tensor another step may still read.
+        producer = {step[3]: step[0] for step in self._steps}
         for k, step in enumerate(self._steps):
             inplace = self._inplace.get(step[3])
             first = step[2][0] if step[2] else None
-            if inplace is not None and first in self._free_after[k] and step[2].count(first) == 1:
+            if (inplace is not None and first in self._free_after[k] and step[2].count(first) == 1
+                    and producer.get(first) in _OWNING_OPS):
                 step[1] = inplace
 
     # -- running --------------------------------------------------------------------------------
