@@ -66,7 +66,14 @@ def ray_cluster():
     ray = _ray()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env = {"PYTHONPATH": str(TESTS), "EVALKIT_TEST_SLEEP_S": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env}, logging_level=logging.WARNING)
+    for attempt in (1, 2):  # a raylet gets 30 s to register: a busy machine can miss that once
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env}, logging_level=logging.WARNING)
+            break
+        except Exception as exc:
+            if "timed out during startup" not in str(exc) or attempt == 2:
+                raise
+            ray.shutdown()
     yield ray
     ray.shutdown()
 
