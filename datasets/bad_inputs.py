@@ -11,7 +11,8 @@ beside good control videos, and returns what each kind is expected to end as:
 - ``"layout+run"``: a layout problem is recorded and the videos still run;
 - ``"label"``: a review label holding the text is stored verbatim (escaping: tests/test_browser.py).
 
-``python tests/bad_inputs.py DIR`` writes the corpus to DIR for a look by hand.
+``python -m evalkit.datasets.bad_inputs DIR`` writes the corpus to DIR for a look by hand;
+``tests/test_bad_inputs.py`` runs evalkit over it.
 """
 
 from __future__ import annotations

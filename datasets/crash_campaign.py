@@ -1,7 +1,7 @@
 """Crash campaign: kill -9 `evalkit run` at random points, resume, and check that nothing is lost,
 duplicated or different from an uninterrupted run.
 
-    python benchmarks/crash_campaign.py --kills 20 [--db postgresql://...] [--seed 0]
+    python -m evalkit.datasets.crash_campaign --kills 20 [--db postgresql://...] [--seed 0]
 
 Each cycle starts from an empty store and kills successive runs at random points: at a random
 count of stored results (0 included: during start-up) plus a random delay, so kills land before,
@@ -54,8 +54,7 @@ class CampaignCounts:
 
 def build_root(root: Path, seed: int = 0) -> Path:
     """``CHECKPOINTS`` x ``CLIPS_PER_CHECKPOINT`` small synthetic clips with prompts."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from bad_inputs import encode, moving_pattern
+    from evalkit.datasets.bad_inputs import encode, moving_pattern
 
     root.mkdir(parents=True)
     prompts = []

@@ -1,5 +1,5 @@
-"""Every kind of bad input in the generated corpus (tests/bad_inputs.py) ends as documented: a
-clear error record, a documented skip or a result, and the other videos finish."""
+"""Every kind of bad input in the generated corpus (evalkit.datasets.bad_inputs) ends as
+documented: a clear error record, a documented skip or a result, and the other videos finish."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bad_inputs import HTML_NOTE, HTML_PROMPT, build_corpus, upright_marker
 from evalkit.batch import run_root
+from evalkit.datasets.bad_inputs import HTML_NOTE, HTML_PROMPT, build_corpus, upright_marker
 from evalkit.store import open_store
 from evalkit.video import DecodeOptions, decode_video
 

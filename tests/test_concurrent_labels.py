@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
-from bad_inputs import encode, moving_pattern
 from evalkit.batch import run_root
+from evalkit.datasets.bad_inputs import encode, moving_pattern
 from evalkit.store import open_store
 
 LABELS_PER_REVIEWER = 1000

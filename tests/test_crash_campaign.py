@@ -1,27 +1,14 @@
-"""The crash campaign (benchmarks/crash_campaign.py): 20 kill -9 at random points of `evalkit run`;
+"""The crash campaign (evalkit.datasets.crash_campaign): 20 kill -9 at random points of `evalkit run`;
 after resuming, every (video, detector) result exists exactly once and equals an uninterrupted
 run's. Bounded: 18 small clips, two cheap detectors, a time budget."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
+from evalkit.datasets.crash_campaign import run_campaign
+
 pytestmark = pytest.mark.slow
-
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "crash_campaign.py"
-
-
-def _campaign():
-    if "crash_campaign" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("crash_campaign", _PATH)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return sys.modules["crash_campaign"]
 
 
 def _assert_survived(counts, kills: int) -> None:
@@ -33,13 +20,13 @@ def _assert_survived(counts, kills: int) -> None:
 
 
 def test_twenty_kills_lose_nothing(tmp_path, reliability_counts):
-    counts = _campaign().run_campaign(kills=20, seed=20, budget_s=600, workdir=tmp_path)
+    counts = run_campaign(kills=20, seed=20, budget_s=600, workdir=tmp_path)
     reliability_counts(f"[sqlite] {counts.summary()}")
     _assert_survived(counts, 20)
 
 
 @pytest.mark.postgres
 def test_kills_lose_nothing_on_postgres(tmp_path, postgres_db, reliability_counts):
-    counts = _campaign().run_campaign(kills=6, db=postgres_db, seed=6, budget_s=300, workdir=tmp_path)
+    counts = run_campaign(kills=6, db=postgres_db, seed=6, budget_s=300, workdir=tmp_path)
     reliability_counts(f"[postgresql] {counts.summary()}")
     _assert_survived(counts, 6)
