@@ -38,7 +38,16 @@ from evalkit._types import FaceTrack, Video, VideoInputs
 from evalkit.datasets import faces
 from evalkit.detectors.blink import BlinkDetector, pooled_blink_rate
 from evalkit.datasets.expression_reference import build_from_features
-from evalkit.detectors.expression import ExpressionDetector, exaggeration, expression_features, reference_scale
+from evalkit.detectors.expression import (
+    PAIRED_THRESHOLD,
+    ExpressionConfig,
+    ExpressionDetector,
+    exaggeration,
+    expression_features,
+    paired_exaggeration,
+    reference_scale,
+)
+from evalkit.detectors.face_mesh import MEASURES, expression_measures, is_frontal
 
 log = logging.getLogger(__name__)
 
@@ -180,67 +189,137 @@ def _ranking(scores: dict, factor: dict, identity: dict | None = None) -> tuple[
     return a, rho, within
 
 
+def mouth_opening(points: np.ndarray) -> np.ndarray:
+    """The naive baseline's per-frame measure: inner-lip opening over face size (frontal faces
+    only), ``(T, F, 478, 3)`` px -> ``(T, F)``, NaN where no frontal face."""
+    cfg = ExpressionConfig()
+    opening = expression_measures(points)[..., MEASURES.index("mouth_open")]
+    return np.where(is_frontal(points, cfg.max_yaw_deg, cfg.max_pitch_deg), opening, np.nan)
+
+
+def naive_score(opening: np.ndarray, reference_q99: float) -> float:
+    """The naive baseline: the clip's maximum mouth opening (face sizes, max over faces) over the
+    reference clips' 99th percentile of per-frame mouth opening."""
+    return float(np.nanmax(opening)) / reference_q99 if np.isfinite(opening).any() else float("nan")
+
+
+def _pooled_q99(per_clip: list[np.ndarray]) -> float:
+    values = np.concatenate([v.ravel() for v in per_clip])
+    return float(np.quantile(values[np.isfinite(values)], 0.99))
+
+
+def _scores_row(label: str, s: dict, r: dict, threshold: float, names: list, factor: dict, identity: dict,
+                paired: bool = False) -> dict:
+    """AUC, within-identity AUC, Spearman and flag rates of one scoring of the clips ``names``
+    (``s``) and of the real clips (``r``: real variants and whole clips). ``paired``: the pooled
+    AUC takes the real pairs ``r`` as the negatives (a factor-1 clip paired with itself is 1
+    exactly, which would make it trivial); within identity, each exaggerated clip is compared
+    with its own segment's factor-1 pair."""
+    a, rho, within = _ranking({n: s[n] for n in names}, factor, identity)
+    if paired:
+        a = auc(list(r.values()), [s[n] for n in names if factor[n] > 1.0])
+    flags = {f: float(np.mean([s[n] > threshold for n in names if factor[n] == f])) for f in faces.FACTORS}
+    variants = [n for n in r if "whole clip" not in n]
+    fpr = float(np.mean([r[n] > threshold for n in variants]))
+    whole = {n.split(" ")[0]: r[n] for n in r if "whole clip" in n}
+    print(f"  {label:44s} AUC {a:.3f}  within {within:.3f}  Spearman {rho:5.2f}  real flagged {fpr:4.2f} "
+          f"(max {max(r[n] for n in variants):.2f})  " + "  ".join(f"{k} {v:.2f}" for k, v in whole.items())
+          + "  flagged at x" + "/".join(f"{k:g}" for k in flags) + ": " + "/".join(f"{100 * v:.0f}" for v in flags.values()) + " %")
+    return {"auc": a, "spearman": rho, "within_identity_auc": within, "real_fpr": fpr, "flagged_by_factor": flags, **{f"{k}_whole": v for k, v in whole.items()}}
+
+
 def evaluate_expression() -> dict:
     """Leave-one-identity-out: every segment of every real identity (``faces.IDENTITIES``) and
     the astronaut animated by carphone's halves, warped by 1, 1.5, 2 and 3, each scored against
     a reference built from the factor-1 clips of the OTHER real identities only (the
-    astronaut's against woman + single_face: its motion is carphone's). Also the bundled
-    reference (in-sample for the real identities), the real variants of carphone (sizes, frame
-    rates, codecs: scored against the reference without carphone) and the unwarped woman and
+    astronaut's against woman + single_face: its motion is carphone's). Three scorings of the
+    same clips with the same references, side by side:
+
+    - naive: the clip's maximum mouth opening / face size over the reference's 99th percentile;
+    - unpaired (versions 3 and 4): the peak whole-face deformation over the reference's;
+    - paired (version 4): each clip against the same segment unwarped (the same prompt and seed
+      at a checkpoint that does not exaggerate), :func:`paired_exaggeration`. Its real pairs are
+      the real variants (carphone pristine and distorted resized, re-timed and re-encoded)
+      against the clip they were made from, and distorted against pristine.
+
+    Also the bundled reference (in-sample for the real identities), the real variants of
+    carphone (scored against the reference without carphone) and the unwarped woman and
     single_face clips whole ("extreme but real")."""
     detector = ExpressionDetector()
     threshold, q = detector.options.threshold, detector.options.peak_quantile
-    features, factor, identity = {}, {}, {}
+    features, opening, factor, identity = {}, {}, {}, {}
     for clip in faces.expression_clips():
-        track = faces.cached_face_track(clip["frames"], clip["name"])
-        features[clip["name"]] = expression_features(track.pixels(), clip["fps"])
+        points = faces.cached_face_track(clip["frames"], clip["name"]).pixels()
+        features[clip["name"]], opening[clip["name"]] = expression_features(points, clip["fps"]), mouth_opening(points)
         factor[clip["name"]], identity[clip["name"]] = clip["factor"], clip["identity"]
-    reals = {}
+    reals, real_opening = {}, {}
     for clip in faces.real_variants():
-        reals[clip["name"]] = expression_features(faces.cached_face_track(clip["frames"], clip["name"].replace("@", "_")).pixels(), clip["fps"])
+        points = faces.cached_face_track(clip["frames"], clip["name"].replace("@", "_")).pixels()
+        reals[clip["name"]], real_opening[clip["name"]] = expression_features(points, clip["fps"]), mouth_opening(points)
     for who in ("woman", "single_face"):
         frames, fps, points = faces.real_face(who)
-        reals[f"{who} (whole clip)"] = expression_features(points[:, None], fps)
+        reals[f"{who} (whole clip)"], real_opening[f"{who} (whole clip)"] = expression_features(points[:, None], fps), mouth_opening(points[:, None])
     warped = list(features)
     real_ids = list(faces.IDENTITIES)
 
-    def reference_without(*held: str) -> np.ndarray:
-        names = [n for n in warped if factor[n] == 1.0 and identity[n] in real_ids and identity[n] not in held]
-        return reference_scale(build_from_features({n: (features[n], 1.0) for n in names}, "held out"))
+    def reference_clips(*held: str) -> list[str]:
+        return [n for n in warped if factor[n] == 1.0 and identity[n] in real_ids and identity[n] not in held]
+
+    held = {who: (who,) for who in real_ids} | {"astronaut": ("carphone",)}
+    held_scale = {who: reference_scale(build_from_features({n: (features[n], 1.0) for n in reference_clips(*h)}, "held out")) for who, h in held.items()}
+    held_mouth = {who: _pooled_q99([opening[n] for n in reference_clips(*h)]) for who, h in held.items()}
+    bundled_mouth = _pooled_q99([opening[n] for n in reference_clips()])
+    real_who = {n: "carphone" if n.startswith("carphone") else n.split(" ")[0] for n in reals}
 
     def score(f: np.ndarray, scale: np.ndarray) -> float:
         return exaggeration(f, scale, q)[1]
 
-    held_scale = {who: reference_without(who) for who in real_ids}
-    held_scale["astronaut"] = reference_without("carphone")
-    loio = {n: score(features[n], held_scale[identity[n]]) for n in warped}
-    bundled = {n: score(features[n], detector._scale) for n in warped}
-    real_loio = {n: score(f, held_scale["carphone" if n.startswith("carphone") else n.split(" ")[0]]) for n, f in reals.items()}
-    real_bundled = {n: score(f, detector._scale) for n, f in reals.items()}
+    scorings = {
+        "naive: max mouth opening, leave-one-identity-out": (
+            {n: naive_score(opening[n], held_mouth[identity[n]]) for n in warped},
+            {n: naive_score(real_opening[n], held_mouth[real_who[n]]) for n in reals}, threshold),
+        "naive: max mouth opening, bundled (in-sample)": (
+            {n: naive_score(opening[n], bundled_mouth) for n in warped},
+            {n: naive_score(real_opening[n], bundled_mouth) for n in reals}, threshold),
+        "v3 = v4 unpaired, leave-one-identity-out": (
+            {n: score(features[n], held_scale[identity[n]]) for n in warped},
+            {n: score(f, held_scale[real_who[n]]) for n, f in reals.items()}, threshold),
+        "v3 = v4 unpaired, bundled (in-sample)": (
+            {n: score(features[n], detector._scale) for n in warped},
+            {n: score(f, detector._scale) for n, f in reals.items()}, threshold),
+    }
+    # Paired: no reference of other people at all, so "leave-one-identity-out" holds trivially.
+    own = {n: n.rsplit("_x", 1)[0] + "_x1.0" for n in warped}
+    paired = {n: paired_exaggeration(features[n], features[own[n]], q) for n in warped}
+    sources = {n: ("carphone_distorted" if n.startswith("carphone_distorted") else "carphone_pristine") for n in reals if "whole" not in n}
+    real_pairs = {n: paired_exaggeration(reals[n], reals[sources[n]], q) for n in sources if n != sources[n]}
+    real_pairs["carphone_distorted vs carphone_pristine"] = paired_exaggeration(reals["carphone_distorted"], reals["carphone_pristine"], q)
+    scorings["v4 paired (against the unwarped clip)"] = (paired, real_pairs, PAIRED_THRESHOLD)
+    # The astronaut against a real clip of other content: the real footage that drives her.
+    driver = {n: f"carphone{n[len('astronaut')]}_x1.0" for n in warped if identity[n] == "astronaut"}
+    astro = {n: paired_exaggeration(features[n], features[driver[n]], q) for n in driver}
 
-    print(f"\nEXPRESSION (version {detector.version})  clip       factor  bundled  leave-one-identity-out")
+    print(f"\nEXPRESSION (version {detector.version})  clip       factor  naive(loio)  unpaired(bundled)  unpaired(loio)  paired")
     for n in warped:
-        print(f"            {n:22s} {factor[n]:6.1f}  {bundled[n]:7.2f}  {loio[n]:7.2f}")
-    print(f"            real clip                       bundled  leave-one-identity-out   (flagged above {threshold:.2f})")
-    for n in reals:
-        print(f"            {n:30s}  {real_bundled[n]:7.2f}  {real_loio[n]:7.2f}  {'FLAGGED' if real_loio[n] > threshold else ''}")
-    out = {}
-    variants = [n for n in reals if "whole clip" not in n]
-    for label, s, r in (("bundled (in-sample)", bundled, real_bundled), ("leave-one-identity-out", loio, real_loio)):
-        subsets = (
-            ("all", warped),
-            ("real identities", [n for n in warped if identity[n] in real_ids]),
-            ("issue protocol: carphone + astronaut", [n for n in warped if identity[n] in ("carphone", "astronaut")]),
-        )
-        for subset, names in subsets:
-            a, rho, within = _ranking({n: s[n] for n in names}, factor, identity)
-            flags = {f: float(np.mean([s[n] > threshold for n in names if factor[n] == f])) for f in faces.FACTORS}
-            fpr = float(np.mean([r[n] > threshold for n in variants]))
-            out[f"{label}, {subset}"] = {"auc": a, "spearman": rho, "within_identity_auc": within, "real_fpr": fpr, "flagged_by_factor": flags,
-                                         "woman_whole": r["woman (whole clip)"], "single_face_whole": r["single_face (whole clip)"]}
-            print(f"            {label} [{subset}]: AUC {a:.3f} (within identity {within:.3f}), Spearman {rho:.2f}, "
-                  f"real variants flagged {fpr:.2f} (max {max(r[n] for n in variants):.2f}), woman whole {r['woman (whole clip)']:.2f}, "
-                  "flagged by factor " + ", ".join(f"{k:g}: {v:.2f}" for k, v in flags.items()))
+        print(f"            {n:22s} {factor[n]:6.1f}  {scorings['naive: max mouth opening, leave-one-identity-out'][0][n]:11.2f}"
+              f"  {scorings['v3 = v4 unpaired, bundled (in-sample)'][0][n]:17.2f}  {scorings['v3 = v4 unpaired, leave-one-identity-out'][0][n]:14.2f}  {paired[n]:6.2f}")
+    print("            real pair                                   paired ratio")
+    for n, v in real_pairs.items():
+        print(f"            {n:42s}  {v:6.2f}  {'FLAGGED' if v > PAIRED_THRESHOLD else ''}")
+    out: dict = {"scores": {k: v[0] for k, v in scorings.items()}, "real": {k: v[1] for k, v in scorings.items()}}
+    subsets = (
+        ("all", warped),
+        ("real identities", [n for n in warped if identity[n] in real_ids]),
+        ("issue protocol: carphone + astronaut", [n for n in warped if identity[n] in ("carphone", "astronaut")]),
+    )
+    for subset, names in subsets:
+        print(f"\n  [{subset}: {len(names)} clips]")
+        for label, (s, r, thr) in scorings.items():
+            out[f"{label}, {subset}"] = _scores_row(label, s, r, thr, names, factor, identity, paired=label.startswith("v4 paired"))
+    a, rho, _ = _ranking(astro, factor)
+    print(f"\n  paired against a real clip of other content (the astronaut vs carphone, the real man driving her): "
+          f"x1 {', '.join(f'{astro[n]:.2f}' for n in astro if factor[n] == 1.0)}; Spearman with factor {rho:.2f}")
+    out["astronaut_vs_driver"] = astro
     return out
 
 

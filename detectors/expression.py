@@ -31,6 +31,7 @@ removed is reported in ``stats`` (``mesh_jitter``).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -243,6 +244,45 @@ def exaggeration(
     return series.astype(np.float32), float(peaks[SCORED]), peaks
 
 
+# A paired comparison divides by the reference clip's peak deformation, floored at about the
+# mesh's own jitter (face sizes; docs/face.md: 0.015 on pristine footage), so that a reference
+# face that hardly moves does not turn tracking noise into a large ratio.
+PAIRED_FLOOR = 0.02
+# Flag a clip that deforms this much more than its paired reference: set from real pairs only
+# (the same real footage resized, re-timed or re-encoded, paired with the clip it was made
+# from, reaches 1.14 where the mesh holds; a mesh that fails, crf 38 or heavily compressed
+# footage at 2x, reaches 1.85 / 1.32; docs/face.md).
+PAIRED_THRESHOLD = 1.25
+
+
+def deformation_peak(features: np.ndarray, peak_quantile: float = ExpressionConfig.peak_quantile) -> float:
+    """A clip's peak whole-face deformation in face sizes: ``(T, F, 8)`` features -> the
+    ``peak_quantile`` over each face's frames, max over faces (NaN without a usable face)."""
+    with np.errstate(invalid="ignore"):
+        per_face = quiet_nanquantile(features[..., SCORED], peak_quantile, axis=0)  # (F,)
+    return float(np.nanmax(per_face)) if np.isfinite(per_face).any() else float("nan")
+
+
+def paired_exaggeration(
+    features: np.ndarray, reference_features: np.ndarray, peak_quantile: float = ExpressionConfig.peak_quantile
+) -> float:
+    """How many times further a clip's faces deform than a reference clip's: the ratio of their
+    :func:`deformation_peak` (the reference's floored at :data:`PAIRED_FLOOR`).
+
+    The reference is the same prompt and seed at another checkpoint, or a real clip of the
+    content. Dividing by the same person's own range removes what an unpaired score cannot:
+    people differ in how much they deform by more than the exaggerations to be found (docs/face.md).
+
+    Args:
+        features, reference_features: ``(T, F, 8)`` and ``(T', F', 8)`` from :func:`expression_features`.
+
+    Returns:
+        The ratio (1: as far as the reference; NaN when either has no usable face).
+    """
+    peak, reference = deformation_peak(features, peak_quantile), deformation_peak(reference_features, peak_quantile)
+    return peak / max(reference, PAIRED_FLOOR) if np.isfinite(reference) else float("nan")
+
+
 class ExpressionDetector(BaseDetector):
     """Flags faces whose expressions go beyond the range of real faces."""
 
@@ -250,7 +290,7 @@ class ExpressionDetector(BaseDetector):
     failure_mode: ClassVar[str] = "exaggerated expressions"
     requires: ClassVar[frozenset[str]] = frozenset({"face"})
     higher_is_worse: ClassVar[bool] = True
-    version: ClassVar[str] = "3"
+    version: ClassVar[str] = "4"
     units: ClassVar[str] = "multiples of the real-face 99th percentile"
     score_meaning: ClassVar[str] = (
         "95th percentile over frames of the whole-face deformation from the face's own neutral, "
@@ -263,6 +303,41 @@ class ExpressionDetector(BaseDetector):
         super().__init__(device, **config)
         self.reference = load_reference(self.options.reference)
         self._scale = reference_scale(self.reference)
+
+    @staticmethod
+    def paired_score(stats: dict[str, Any], reference_stats: dict[str, Any]) -> float:
+        """log2 of :func:`paired_exaggeration` from two stored results' ``stats``: how much more a
+        clip deforms than the same prompt and seed at the reference checkpoint (> 0: more; 1:
+        twice as far). NaN when either was skipped. The regression test and
+        :func:`evalkit.aggregate.paired_comparisons` use it for clips shared between checkpoints."""
+        peak, reference = stats.get("deformation_peak"), reference_stats.get("deformation_peak")
+        if peak is None or reference is None or not (math.isfinite(peak) and math.isfinite(reference)):
+            return float("nan")
+        return math.log2(max(peak, 1e-9) / max(reference, PAIRED_FLOOR))
+
+    def score_paired(self, inputs: VideoInputs, reference: VideoInputs) -> DetectorResult:
+        """Score a clip against a reference clip (the same prompt and seed at another checkpoint,
+        or a real clip): ``score`` is :func:`paired_exaggeration`, ``flagged`` above
+        :data:`PAIRED_THRESHOLD`, ``series`` each frame's deformation over the reference's peak.
+
+        The result depends on the reference, so ``stats["paired_with"]`` names it (path and content
+        hash): store it only under a key that holds both. ``evalkit run`` stores unpaired results
+        and pairs them from their ``stats`` (:meth:`paired_score`)."""
+        result = self.score(inputs)
+        if result.is_skipped:
+            return result
+        own = self.score(reference)
+        if own.is_skipped:
+            return DetectorResult.skipped(f"reference {reference.video.path}: {own.stats['skipped']}", inputs.video.num_frames)
+        ratio = 2.0 ** self.paired_score(result.stats, own.stats)
+        ref_peak = max(own.stats["deformation_peak"], PAIRED_FLOOR)
+        stats = {**result.stats, "unpaired_score": result.score, "paired_with": {
+            "path": str(reference.video.path), "content_hash": reference.video.content_hash,
+            "deformation_peak": own.stats["deformation_peak"], "unpaired_score": own.score}}
+        series = (result.series * self._scale[SCORED] / ref_peak).astype(np.float32)
+        over = np.nan_to_num(series, nan=0.0) > PAIRED_THRESHOLD
+        events = [Event(a, b, "exaggerated_vs_reference", float(np.nanmax(series[a : b + 1]))) for a, b in runs(over)]
+        return DetectorResult(score=ratio, flagged=bool(ratio > PAIRED_THRESHOLD), series=series, events=events, stats=stats)
 
     def score(self, inputs: VideoInputs) -> DetectorResult:
         video = inputs.video
@@ -278,6 +353,7 @@ class ExpressionDetector(BaseDetector):
                 f"expected >= {cfg.min_face_s} s of frontal face, got {face_s:.2f} s", video.num_frames
             )
         series, score, peaks = exaggeration(features, self._scale, cfg.peak_quantile)
+        peak, calm = deformation_peak(features, cfg.peak_quantile), deformation_peak(features, 0.5)
         flagged = bool(score > cfg.threshold)
         ratios = features[..., 1:] / self._scale[1:]  # the named measures explain the events
         over = np.nan_to_num(series, nan=0.0) > cfg.threshold
@@ -297,5 +373,8 @@ class ExpressionDetector(BaseDetector):
             "mesh_continuity": float(np.nanmean(np.where(seen, mesh_continuity(seen, video.fps, cfg.reliability_s or ExpressionConfig.reliability_s), np.nan))),
             "mesh_jitter": float(np.nanmedian(jitter[seen])) if np.isfinite(jitter[seen]).any() else None,  # face sizes
             "reference": self.reference.get("name", "custom"),
+            # what a paired comparison reads (paired_score): the score before the reference's scale
+            "deformation_peak": peak,  # face sizes, peak_quantile over frames, max over faces
+            "deformation_median": calm,
         }
         return DetectorResult(score=score, flagged=flagged, series=series, events=events, stats=stats)

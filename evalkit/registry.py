@@ -111,6 +111,9 @@ class DetectorFacts:
         threshold: the default ``threshold`` option when it is a number, else None.
         checkpoint_aggregate: ``stats list -> dict`` pooling a checkpoint's clips, or None.
         describe_aggregate: ``aggregate row -> one line`` for the terminal summary, or None.
+        paired_score: ``(stats, reference stats) -> float``, how much worse a clip is than the
+            same prompt and seed at a reference checkpoint (> 0 worse), or None; regressions
+            and :func:`evalkit.aggregate.paired_comparisons` use it for shared clips.
     """
 
     name: str
@@ -124,6 +127,7 @@ class DetectorFacts:
     threshold: float | None = None
     checkpoint_aggregate: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
     describe_aggregate: Callable[[dict[str, Any]], str] | None = None
+    paired_score: Callable[[dict[str, Any], dict[str, Any]], float] | None = None
     _reason: Callable[[], str | None] | None = None
 
     def unavailable_reason(self) -> str | None:
@@ -164,5 +168,6 @@ def _facts(name: str) -> DetectorFacts:
         threshold=float(threshold) if isinstance(threshold, (int, float)) and not isinstance(threshold, bool) else None,
         checkpoint_aggregate=getattr(cls, "checkpoint_aggregate", None),
         describe_aggregate=getattr(cls, "describe_aggregate", None),
+        paired_score=getattr(cls, "paired_score", None),
         _reason=getattr(cls, "unavailable_reason", None),
     )

@@ -14,6 +14,7 @@ regression exit code), ``report.html``, the review widgets and the notebooks. De
     view.summary               # n, mean [95 % CI], flagged rate per (checkpoint, detector)
     view.aggregates            # checkpoint-level verdicts detectors define (blinks per face-minute)
     view.regressions           # checkpoints significantly worse than the one before
+    view.paired                # paired scores against the previous checkpoint on shared clips
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from typing import Any
 
 import pandas as pd
 
-from evalkit.aggregate import Regression, checkpoint_order, detector_aggregates, find_regressions, summarize
+from evalkit.aggregate import (
+    Regression,
+    checkpoint_order,
+    detector_aggregates,
+    find_regressions,
+    paired_comparisons,
+    summarize,
+)
 from evalkit.layout import RootLayout, scan_root
 from evalkit.registry import detector_facts
 from evalkit.store import SQLStore, open_store
@@ -77,7 +85,19 @@ class RootResults:
         detector's own direction (stills are not compared with videos)."""
         directions = {d: detector_facts(d).higher_is_worse for d in self.results["detector"].unique()}
         stages = {c.name: c.stage for c in self.layout.checkpoints}
-        return find_regressions(self.results, self.order, directions, stages=stages)
+        return find_regressions(self.results, self.order, directions, stages=stages, paired_scores=self._paired_scores)
+
+    @cached_property
+    def paired(self) -> pd.DataFrame:
+        """For detectors with a paired score (``expression``): each checkpoint against the previous
+        one on the clips both have (same prompt id and seed): paired, mean [ci_low, ci_high], worse."""
+        stages = {c.name: c.stage for c in self.layout.checkpoints}
+        return paired_comparisons(self.results, self.order, self._paired_scores, stages=stages)
+
+    @property
+    def _paired_scores(self) -> dict:
+        facts = {d: detector_facts(d) for d in self.results["detector"].unique()}
+        return {d: f.paired_score for d, f in facts.items() if f.paired_score is not None}
 
     @property
     def detectors(self) -> list[str]:

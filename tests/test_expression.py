@@ -6,21 +6,26 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from evalkit._types import FaceTrack
 from evalkit.datasets import faces
 from evalkit.datasets.expression_reference import build_from_features
-from evalkit.datasets.face_eval import auc, inputs_for
+from evalkit.aggregate import find_regressions, paired_comparisons
+from evalkit.datasets.face_eval import auc, inputs_for, mouth_opening, naive_score
 from evalkit.datasets.footage import load_clip
 from evalkit.detectors.expression import (
     FEATURES,
+    PAIRED_THRESHOLD,
     ExpressionConfig,
     ExpressionDetector,
+    deformation_peak,
     exaggeration,
     expression_features,
     load_reference,
     mesh_continuity,
+    paired_exaggeration,
     reference_scale,
 )
 from evalkit.errors import DetectorConfigError
@@ -231,3 +236,71 @@ def test_demo_clips_at_full_severity():
     assert worst["face_astronaut"].truth["expression_factor"] == worst["face_laugh"].truth["expression_factor"] == 3.0
     frames, _, _ = faces.carphone()
     assert np.abs(worst["face_expression"].frames.astype(int) - frames).mean() > 1.0
+
+
+@pytest.mark.slow
+def test_paired_mode_finds_exaggeration_across_people(warped):
+    """Each x2 clip against the same segment unwarped (the same prompt and seed at a checkpoint
+    that does not exaggerate) passes the paired threshold for every person, though unpaired,
+    carphone1's real x1 outscores single_face's x2; the same real clip at 10 fps stays below."""
+    ratios = {}
+    for segment in SEGMENTS:
+        (_, fps, x1), (_, _, x2) = warped[segment, 1.0], warped[segment, 2.0]
+        ratios[segment] = paired_exaggeration(expression_features(x2.pixels(), fps), expression_features(x1.pixels(), fps))
+    assert min(ratios.values()) > PAIRED_THRESHOLD, ratios
+    frames, fps, track = warped["carphone1", 1.0]
+    keep = np.arange(0, len(frames), 3)
+    low = expression_features(track.pixels()[keep], fps / 3)
+    assert 1 / PAIRED_THRESHOLD < paired_exaggeration(low, expression_features(track.pixels(), fps)) < PAIRED_THRESHOLD
+    # the detector's form: the reference named in the result, which depends on it
+    detector = ExpressionDetector()
+    result = detector.score_paired(inputs_for(*warped["single_face0", 2.0], "b.mp4"), inputs_for(*warped["single_face0", 1.0], "a.mp4"))
+    assert result.flagged and result.score == pytest.approx(ratios["single_face0"], rel=1e-5)
+    assert result.stats["paired_with"]["content_hash"] == "a.mp4" and result.stats["unpaired_score"] < THRESHOLD
+    assert np.nanquantile(result.series, 0.95) == pytest.approx(result.score, rel=0.05)
+
+
+@pytest.mark.slow
+def test_naive_baseline_is_the_max_mouth_opening(identities):
+    _, fps, points = identities["carphone"]
+    opening = mouth_opening(points[:, None])
+    assert opening.shape == (len(points), 1) and 0.5 < np.nanmax(opening) < 2.0  # his mouth opens wide
+    assert naive_score(opening, float(np.nanmax(opening))) == pytest.approx(1.0)
+
+
+def _results(peaks: dict[str, list[float]], scale: float = 0.1) -> pd.DataFrame:
+    """A results frame of ``expression`` with the stored stats a paired comparison reads."""
+    rows = []
+    for checkpoint, values in peaks.items():
+        for k, peak in enumerate(values):
+            rows.append({"checkpoint": checkpoint, "prompt_id": f"p{k}", "seed": 7, "detector": "expression",
+                         "score": peak / scale, "flagged": False, "stats": {"deformation_peak": peak}})
+    return pd.DataFrame(rows)
+
+
+def test_regressions_use_the_paired_score_on_shared_clips():
+    """People differ more than the change: the unpaired scores of B overlap A's, the paired
+    log2 ratios are all log2(1.5)."""
+    a = [0.04, 0.30, 0.09, 0.15]
+    results = _results({"A": a, "B": [1.5 * v for v in a]})
+    paired = {"expression": ExpressionDetector.paired_score}
+    found = find_regressions(results, ["A", "B"], {"expression": True}, paired_scores=paired)
+    assert len(found) == 1 and found[0].measure == "paired score" and found[0].paired == 4
+    assert found[0].delta == pytest.approx(math.log2(1.5)) and "in paired score" in found[0].message()
+    table = paired_comparisons(results, ["A", "B"], paired)
+    assert table.to_dict("records")[0] | {"ci_low": 0, "ci_high": 0} == {
+        "detector": "expression", "reference": "A", "checkpoint": "B", "paired": 4, "mean": pytest.approx(math.log2(1.5)),
+        "ci_low": 0, "ci_high": 0, "worse": 4}
+    # without shared seeds there is nothing to pair: the unpaired comparison stays
+    results.loc[results["checkpoint"] == "B", "seed"] = 8
+    assert paired_comparisons(results, ["A", "B"], paired).empty
+    assert all(r.measure == "score" for r in find_regressions(results, ["A", "B"], {"expression": True}, paired_scores=paired))
+
+
+def test_paired_score_floors_a_still_reference():
+    assert ExpressionDetector.paired_score({"deformation_peak": 0.04}, {"deformation_peak": 0.0}) == pytest.approx(1.0)
+    assert math.isnan(ExpressionDetector.paired_score({"skipped": "no face"}, {"deformation_peak": 0.1}))
+    features = np.zeros((10, 1, len(FEATURES)), np.float32)
+    features[:, 0, 0] = np.linspace(0, 0.1, 10)
+    assert deformation_peak(features, 1.0) == pytest.approx(0.1)
+    assert paired_exaggeration(features, features) == pytest.approx(1.0)
