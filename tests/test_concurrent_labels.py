@@ -19,10 +19,12 @@ LABELS_PER_REVIEWER = 1000
 # (each one committed at once and read back into the widget, as when typed in the page).
 _KERNEL = """
 import json, sys, time
+from pathlib import Path
 from evalkit.widgets import VideoReview
-root, db, reviewer, count, start_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+root, db, reviewer, count, gate = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), Path(sys.argv[5])
 widget = VideoReview(root, reviewer=reviewer, db=db)
-while time.time() < start_at:
+(gate / reviewer).touch()  # ready; start when the test opens the gate
+while not (gate / "go").exists():
     time.sleep(0.001)
 ids, times = [], []
 for i in range(count):
@@ -36,16 +38,31 @@ def test_two_reviewers_write_1000_labels_each_at_once(store_db, tmp_path, reliab
     root = tmp_path / "root"
     encode(root / "ckpt_a" / "clip.mp4", moving_pattern(8))
     run_root(root, detectors=["framediff"], workers=0, db=store_db, write_report=False)
-    start_at = time.time() + 15.0  # both kernels are up, with the widget open, by then
+    gate = tmp_path / "gate"
+    gate.mkdir()
     kernels = [subprocess.Popen([sys.executable, "-c", _KERNEL, str(root), store_db, reviewer, str(LABELS_PER_REVIEWER),
-                                 str(start_at)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 str(gate)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for reviewer in ("ana", "bo")]
     outputs = []
-    for kernel in kernels:
-        out, err = kernel.communicate(timeout=600)
-        assert kernel.returncode == 0, err[-3000:]
-        outputs.append(json.loads(out.strip().splitlines()[-1]))
-    assert all(o["first"] > start_at - 1 for o in outputs), "a kernel started late: the writes did not race"
+    try:
+        deadline = time.monotonic() + 300
+        while not all((gate / r).exists() for r in ("ana", "bo")):  # both kernels up, widget open
+            if time.monotonic() > deadline or any(k.poll() is not None for k in kernels):
+                raise AssertionError("a kernel did not start: " + "".join(k.stderr.read() for k in kernels
+                                                                          if k.poll() is not None)[-3000:])
+            time.sleep(0.05)
+        opened = time.time()
+        (gate / "go").touch()
+        for kernel in kernels:
+            out, err = kernel.communicate(timeout=600)
+            assert kernel.returncode == 0, err[-3000:]
+            outputs.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for kernel in kernels:
+            if kernel.poll() is None:
+                kernel.kill()
+                kernel.wait()
+    assert all(o["first"] >= opened for o in outputs)
     assert outputs[0]["first"] < outputs[1]["last"] and outputs[1]["first"] < outputs[0]["last"]  # they overlapped
     assert [o["shown"] for o in outputs] == [LABELS_PER_REVIEWER] * 2  # each widget sees all of its own
 
