@@ -1,7 +1,8 @@
-"""Benchmark: landmark backends (MediaPipe's graphs vs LiteRT with evalkit's pipeline) per clip,
-and the four detectors end to end per backend.
+"""Benchmark: landmark backends (MediaPipe's graphs, LiteRT or torch with evalkit's pipeline) per
+clip, and the four detectors end to end per backend.
 
     python benchmarks/bench_landmarks.py [--clips bikes.mp4,...] [--skip-e2e] [--runs 2]
+                                         [--device cpu|cuda] [--videos 4] [--threads 1] [--batch 256]
 
 Per clip (decoded at <= 512 px, as the runner does), in-process on one core: face mesh and pose
 wall time and frames/s for each backend; for LiteRT, the time spent inside the model calls
@@ -10,6 +11,13 @@ everything around the models (target <= 1.25). Model files are loaded and warmed
 timed pass. End to end: ``evalkit.score`` over all clips with confetti, blink, expression and
 motion (landmark workers as the CLI picks them), wall seconds per 5 s of video per backend
 (target <= 2 s). Backends alternate, and the fastest of ``--runs`` passes counts.
+
+torch (issue #16): per clip, ``--videos`` copies of the clip step through time together
+(``evalkit._torch_landmarks.extract_many``) with ``--threads`` torch threads on ``--device``, in
+the same run as the others. Then the torch models alone in batches of ``--batch`` (the GPU
+targets: >= 5,000 face-mesh and >= 2,000 pose frames/s at 256) and the projection of a
+VBench-sized sweep (4,719 clips of 5 s at 24 fps, face and pose) from the per-clip rates: CPU
+backends one process per core (``--cores``), torch on CUDA one process for the GPU.
 """
 
 from __future__ import annotations
@@ -45,7 +53,32 @@ class TimedEngine:
         return sum(m.seconds for m in self.models.values())
 
 
-def per_clip(name: str, runs: int) -> None:
+def torch_rates(frames, args) -> dict[str, float]:
+    """Seconds per frame of face mesh and pose with the torch backend, ``--videos`` copies of the
+    clip stepping through time together (fastest of ``--runs``)."""
+    import torch
+
+    from evalkit import _torch_landmarks as tl
+
+    torch.set_num_threads(args.threads)
+    settings = tl.TorchLandmarkSettings(device=args.device)
+    engine = tl.TorchEngine(args.device)
+    videos = [frames] * args.videos
+    out = {}
+    for kind in ("face", "pose"):
+        tl.extract_many([frames[:2]], kind == "face", kind == "pose", settings, engine)  # load, warm up
+        best = 1e9
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            tl.extract_many(videos, kind == "face", kind == "pose", settings, engine)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - start)
+        out[kind] = best / (len(frames) * len(videos))
+    return out
+
+
+def per_clip(name: str, runs: int, args=None) -> dict[str, float]:
     from evalkit.datasets.footage import load_clip
     from evalkit.landmarks import (LandmarkOptions, _extract_face_pipeline, _extract_pose_pipeline,
                                    extract_face, extract_pose)
@@ -84,9 +117,50 @@ def per_clip(name: str, runs: int) -> None:
     both_lr = best["litert face"] + best["litert pose"]
     print(f"  face+pose: mediapipe {1000 * (best['mediapipe face'] + best['mediapipe pose']) / t:.2f} ms/frame, "
           f"litert {1000 * both_lr / t:.2f} ms/frame, pipeline/model {both_lr / (model['face'] + model['pose']):.2f}")
+    per_frame = {"mediapipe": (best["mediapipe face"] + best["mediapipe pose"]) / t, "litert": both_lr / t}
+    if args is not None and "torch" in args.backends:
+        rates = torch_rates(frames, args)
+        per_frame["torch"] = rates["face"] + rates["pose"]
+        print(f"  torch ({args.device}, {args.videos} videos together, {args.threads} thread(s)): face "
+              f"{1000 * rates['face']:6.2f} ms/frame ({1 / rates['face']:6.1f} fps), pose {1000 * rates['pose']:6.2f} "
+              f"ms/frame ({1 / rates['pose']:6.1f} fps), face+pose {1000 * per_frame['torch']:.2f} ms/frame")
+    return per_frame
 
 
-def end_to_end(clips: list[str], runs: int) -> None:
+def torch_models(device: str, batch: int, threads: int) -> None:
+    """The torch models alone: frames/s in batches of ``batch``."""
+    import torch
+
+    from evalkit._torch_landmarks import TorchEngine
+
+    torch.set_num_threads(threads)
+    engine = TorchEngine(device)
+    print(f"torch models alone ({device}, batch {batch}, float32, {threads} thread(s)):")
+    for name in ("face_detection_short_range", "face_landmark", "iris_landmark", "pose_detection", "pose_landmark_full"):
+        model = engine(name)
+        x = torch.rand((batch,) + model.module.input_shape[1:], device=device)
+        model.call(x[:2])
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        model.call(x)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        print(f"  {name:28s} {batch / (time.perf_counter() - start):9.1f} frames/s", flush=True)
+
+
+def sweep(per_frame: dict[str, float], args) -> None:
+    """Projected wall time of a VBench-sized sweep through face and pose, per backend."""
+    frames = args.sweep_clips * 5 * 24
+    print(f"sweep projection: {args.sweep_clips} clips x 5 s x 24 fps = {frames:,} frames, face + pose")
+    for backend, seconds in per_frame.items():
+        workers = 1 if (backend == "torch" and args.device.startswith("cuda")) else max(1, args.cores // (args.threads if backend == "torch" else 1))
+        minutes = frames * seconds / workers / 60
+        print(f"  {backend:10s} {1000 * seconds:7.2f} ms/frame on one {'GPU' if workers == 1 and backend == 'torch' else 'core'}"
+              f" -> {workers} worker(s): {minutes:8.1f} min")
+
+
+def end_to_end(clips: list[str], runs: int, backends=("mediapipe", "litert"), device: str = "cpu") -> None:
     import evalkit
     from evalkit.datasets.footage import footage_path, load_clip
 
@@ -95,9 +169,9 @@ def end_to_end(clips: list[str], runs: int) -> None:
     workers = None  # as `evalkit score` picks for several files: one process per core, <= 4
     best: dict[str, float] = {}
     for _ in range(runs):
-        for backend in ("mediapipe", "litert"):
+        for backend in backends:
             start = time.perf_counter()
-            frame = evalkit.score(paths, detectors=E2E_DETECTORS, workers=workers, landmarks=backend)
+            frame = evalkit.score(paths, detectors=E2E_DETECTORS, workers=workers, landmarks=backend, device=device)
             wall = time.perf_counter() - start
             errors = frame["error"].dropna().tolist()
             if errors:
@@ -116,13 +190,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-clips", action="store_true")
+    parser.add_argument("--backends", default="mediapipe,litert,torch")
+    parser.add_argument("--device", default="cpu", help="torch backend's device")
+    parser.add_argument("--videos", type=int, default=4, help="torch: copies of a clip stepping through time together")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the per-core rate)")
+    parser.add_argument("--batch", type=int, default=256, help="torch models alone: batch size")
+    parser.add_argument("--cores", type=int, default=16, help="sweep projection: CPU worker processes")
+    parser.add_argument("--sweep-clips", type=int, default=4719)
     args = parser.parse_args(argv)
+    args.backends = [b.strip() for b in args.backends.split(",")]
+    import os
+    from datetime import datetime, timezone
+
+    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores visible, "
+          f"load {os.getloadavg()[0]:.1f}, torch device {args.device}")
     clips = [c.strip() for c in args.clips.split(",")]
     if not args.skip_clips:
+        total: dict[str, float] = {}
         for clip in clips:
-            per_clip(clip, args.runs)
+            for backend, seconds in per_clip(clip, args.runs, args).items():
+                total[backend] = total.get(backend, 0.0) + seconds / len(clips)
+        if "torch" in args.backends:
+            torch_models(args.device, args.batch, args.threads)
+        sweep(total, args)
     if not args.skip_e2e:
-        end_to_end(clips, args.runs)
+        end_to_end(clips, args.runs, args.backends, args.device)
 
 
 if __name__ == "__main__":
