@@ -293,6 +293,8 @@ class Detector:
         raw_boxes, raw_scores = self.model(tensor[None])
         det = decode_detections(raw_boxes[0], raw_scores[0].reshape(-1), self.anchors,
                                 self.input_size, self.num_keypoints, self.min_score)
+        if len(det.scores) == 0:  # the usual frame without a face: nothing to merge or project
+            return det
         det = weighted_nms(det)
         # Tensor-normalised -> frame pixels (the letterbox ROI has no rotation).
         corners = roi.to_frame(det.boxes.reshape(-1, 2, 2)).reshape(-1, 4)

@@ -46,10 +46,15 @@ class LiteRTModel:
 
 
 class LiteRTEngine:
-    """Loads models by name with ``threads`` interpreter threads each."""
+    """Loads models by name with ``threads`` interpreter threads each, once per engine (a
+    worker process keeps one engine for all its videos; the trackers hold the per-video state,
+    the interpreters none)."""
 
     def __init__(self, threads: int = 1) -> None:
         self.threads = threads
+        self._models: dict[str, LiteRTModel] = {}
 
     def __call__(self, name: str) -> ModelCall:
-        return LiteRTModel(name, self.threads)
+        if name not in self._models:
+            self._models[name] = LiteRTModel(name, self.threads)
+        return self._models[name]

@@ -177,12 +177,17 @@ def extract_face(frames_hwc: np.ndarray, options: LandmarkOptions = LandmarkOpti
     return _track_faces(frames(), t, (w, h), options)
 
 
+_ENGINES: dict[str, Any] = {}  # one per backend and process: models load once per worker
+
+
 def _engine(backend: str):
-    if backend == "litert":
+    if backend not in _ENGINES:
+        if backend != "litert":
+            raise ValueError(f"expected landmark backend one of {LANDMARK_BACKENDS}, got {backend!r}")
         from evalkit._litert import LiteRTEngine
 
-        return LiteRTEngine(threads=1)
-    raise ValueError(f"expected landmark backend one of {LANDMARK_BACKENDS}, got {backend!r}")
+        _ENGINES[backend] = LiteRTEngine(threads=1)
+    return _ENGINES[backend]
 
 
 def _extract_face_pipeline(frames_hwc: np.ndarray, options: LandmarkOptions, engine) -> FaceTrack:
