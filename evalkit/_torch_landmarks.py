@@ -641,7 +641,7 @@ class _PoseStepper:
         self.filter.reset(active[go[~present_np]])
         if len(ok):
             aux_ok = aux[present_np]
-            side = 2.0 * np.hypot(*(aux_ok[:, 1] - aux_ok[:, 0]).T)
+            side = 2.0 * np.hypot(*(aux_ok[:, 1] - aux_ok[:, 0]).T)  # the pipeline's object scale
             smoothed = self.filter(active[ok], t[ok], aux_ok, 1.0 / np.maximum(side, 1e-6))
             sm = torch.from_numpy(smoothed)
             self.tracked[active[ok]] = roi_from_alignment(sm[:, 0], sm[:, 1], 1.25).float().numpy()
