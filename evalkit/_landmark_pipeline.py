@@ -494,7 +494,6 @@ class PoseTracker:
         # The ROI points (hip centre, scale point) are always smoothed (pose_landmark_filtering).
         self.aux_filter = OneEuroFilter(min_cutoff=0.01, beta=10.0, derivate_cutoff=1.0)
         self.frame_index = 0
-        self.detections = 0
 
     def __call__(self, frame: np.ndarray) -> PoseResult | None:
         h, w = frame.shape[:2]
@@ -503,7 +502,6 @@ class PoseTracker:
         roi = self.tracked
         self.tracked = None
         if roi is None:
-            self.detections += 1
             det = self.detector(frame)
             if len(det.scores) == 0:
                 self.aux_filter.reset()
@@ -543,21 +541,22 @@ def refine_from_heatmap(uv: np.ndarray, heatmap: np.ndarray, kernel: int = 7,
                         min_confidence: float = 0.5) -> np.ndarray:
     """RefineLandmarksFromHeatmapCalculator: each landmark ``(N, 2)`` in ``[0, 1]`` moves to the
     sigmoid-weighted mean position of its ``kernel``-wide window of the ``(h, w, N)`` heatmap
-    when the window's peak is confident enough."""
-    hm_h, hm_w, _ = heatmap.shape
+    (cells off the heatmap left out) when the window's peak is confident enough; landmarks
+    off the heatmap stay."""
+    hm_h, hm_w, n = heatmap.shape
     out = uv.astype(np.float64).copy()
-    col = np.trunc(uv[:, 0] * hm_w).astype(int)  # C++ int conversion truncates toward zero
-    row = np.trunc(uv[:, 1] * hm_h).astype(int)
-    off = (kernel - 1) // 2
-    for i in range(len(uv)):
-        if not (0 <= col[i] < hm_w and 0 <= row[i] < hm_h):
-            continue
-        r0, r1 = max(0, row[i] - off), min(hm_h, row[i] + off + 1)
-        c0, c1 = max(0, col[i] - off), min(hm_w, col[i] + off + 1)
-        conf = 1.0 / (1.0 + np.exp(-heatmap[r0:r1, c0:c1, i].astype(np.float64)))
-        total = conf.sum()
-        if conf.max() >= min_confidence and total > 0:
-            rows, cols = np.mgrid[r0:r1, c0:c1]
-            out[i, 0] = (cols * conf).sum() / hm_w / total
-            out[i, 1] = (rows * conf).sum() / hm_h / total
+    col = np.trunc(uv[:, 0] * hm_w).astype(np.intp)  # C++ int conversion truncates toward zero
+    row = np.trunc(uv[:, 1] * hm_h).astype(np.intp)
+    on_map = (col >= 0) & (col < hm_w) & (row >= 0) & (row < hm_h)
+    offsets = np.arange(kernel) - (kernel - 1) // 2
+    rows = row[:, None, None] + offsets[None, :, None]  # (N, K, 1)
+    cols = col[:, None, None] + offsets[None, None, :]  # (N, 1, K)
+    inside = (rows >= 0) & (rows < hm_h) & (cols >= 0) & (cols < hm_w)  # (N, K, K)
+    logits = heatmap[np.clip(rows, 0, hm_h - 1), np.clip(cols, 0, hm_w - 1), np.arange(n)[:, None, None]]
+    conf = np.where(inside, 1.0 / (1.0 + np.exp(-logits.astype(np.float64))), 0.0)
+    total = conf.sum(axis=(1, 2))
+    refine = on_map & (conf.max(axis=(1, 2)) >= min_confidence) & (total > 0)
+    safe = np.where(total > 0, total, 1.0)
+    out[refine, 0] = ((cols * conf).sum(axis=(1, 2)) / hm_w / safe)[refine]
+    out[refine, 1] = ((rows * conf).sum(axis=(1, 2)) / hm_h / safe)[refine]
     return out

@@ -122,6 +122,32 @@ def test_heatmap_refinement_moves_to_the_peak():
     np.testing.assert_allclose(out[1], uv[1])
 
 
+def _slow_refine(uv, heatmap, kernel=7, min_confidence=0.5):
+    """RefineLandmarksFromHeatmapCalculator's loops, one landmark and one cell at a time."""
+    hm_h, hm_w, _ = heatmap.shape
+    out = uv.astype(np.float64).copy()
+    off = (kernel - 1) // 2
+    for i in range(len(uv)):
+        c, r = int(uv[i, 0] * hm_w), int(uv[i, 1] * hm_h)
+        if not (0 <= c < hm_w and 0 <= r < hm_h):
+            continue
+        total = wc = wr = peak = 0.0
+        for row in range(max(0, r - off), min(hm_h, r + off + 1)):
+            for col in range(max(0, c - off), min(hm_w, c + off + 1)):
+                conf = 1.0 / (1.0 + math.exp(-float(heatmap[row, col, i])))
+                total, wc, wr, peak = total + conf, wc + col * conf, wr + row * conf, max(peak, conf)
+        if peak >= min_confidence and total > 0:
+            out[i] = wc / hm_w / total, wr / hm_h / total
+    return out
+
+
+def test_heatmap_refinement_matches_a_slow_reference():
+    rng = np.random.default_rng(1)
+    hm = rng.normal(-2.0, 3.0, (64, 64, 39)).astype(np.float32)
+    uv = rng.uniform(-0.1, 1.1, (39, 2))  # some off the map, some at its edges
+    np.testing.assert_allclose(lp.refine_from_heatmap(uv, hm), _slow_refine(uv, hm), atol=1e-12)
+
+
 def test_one_euro_filter_holds_still_and_follows_fast_moves():
     f = lp.OneEuroFilter(min_cutoff=0.01, beta=10.0)
     still = [f(i / 30, np.array([5.0]), 1.0)[0] for i in range(10)]
