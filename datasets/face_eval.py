@@ -35,6 +35,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from evalkit._types import FaceTrack, Video, VideoInputs
+from evalkit.aggregate import find_regressions
 from evalkit.datasets import faces
 from evalkit.detectors.blink import BlinkDetector, pooled_blink_rate
 from evalkit.datasets.expression_reference import build_from_features
@@ -42,6 +43,7 @@ from evalkit.detectors.expression import (
     PAIRED_THRESHOLD,
     ExpressionConfig,
     ExpressionDetector,
+    deformation_peak,
     exaggeration,
     expression_features,
     paired_exaggeration,
@@ -320,6 +322,129 @@ def evaluate_expression() -> dict:
     print(f"\n  paired against a real clip of other content (the astronaut vs carphone, the real man driving her): "
           f"x1 {', '.join(f'{astro[n]:.2f}' for n in astro if factor[n] == 1.0)}; Spearman with factor {rho:.2f}")
     out["astronaut_vs_driver"] = astro
+    unpaired = scorings["v3 = v4 unpaired, leave-one-identity-out"][0]
+    peaks = {n: deformation_peak(features[n], q) for n in warped}
+    out["power"] = clips_needed(unpaired, peaks, factor, own)
+    out["paired_false_alarms"] = paired_false_alarms(real_pairs)
+    return out
+
+
+def _detects(values: np.ndarray, rng: np.random.Generator, n_boot: int = 500) -> bool:
+    """The 95 % bootstrap CI of the mean of ``values`` lies above 0."""
+    boots = values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
+    return bool(np.quantile(boots, 0.025) > 0)
+
+
+def clips_needed(unpaired: dict, peaks: dict, factor: dict, own: dict, draws: int = 100, seed: int = 0) -> dict:
+    """How many clips the regression test of ``evalkit run`` (:func:`evalkit.aggregate.find_regressions`)
+    needs, simulated on the validation's segments: checkpoint A renders each segment unwarped,
+    checkpoint B warped by a factor. Paired: n segments drawn, both checkpoints on the same
+    prompts and seeds (the test runs on the detector's paired score). Unpaired: n segments drawn
+    for A and n drawn independently for B (no shared seeds: the two-sample test on the
+    leave-one-identity-out scores). Returns ``{factor: {n: (paired, unpaired) share of draws
+    in which B is found worse}}``."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    segments = sorted({own[n] for n in own})
+    paired_scores = {"expression": ExpressionDetector.paired_score}
+
+    def row(checkpoint: str, name: str, prompt: str) -> dict:
+        return {"checkpoint": checkpoint, "prompt_id": prompt, "seed": 0, "detector": "expression", "score": unpaired[name],
+                "flagged": False, "stats": {"deformation_peak": peaks[name]}}
+
+    out: dict = {}
+    print(f"\n  clips needed by the regression test to find checkpoint B (warped) worse than A (unwarped): share of {draws} draws "
+          "(paired: shared prompts and seeds; unpaired: independent draws, two-sample)")
+    for f in (1.5, 2.0):
+        out[f] = {}
+        for n in range(3, len(segments) + 1):  # the regression test needs 3 clips per checkpoint
+            hits_p = hits_u = 0
+            for k in range(draws):
+                pick = rng.choice(segments, n, replace=False)
+                frame = pd.DataFrame([row("A", s, s) for s in pick] + [row("B", s.replace("_x1.0", f"_x{f}"), s) for s in pick])
+                hits_p += bool(find_regressions(frame, ["A", "B"], {"expression": True}, seed=k, paired_scores=paired_scores))
+                a, b = rng.choice(segments, n, replace=False), rng.choice(segments, n, replace=False)
+                frame = pd.DataFrame([row("A", s, f"a{s}") for s in a] + [row("B", s.replace("_x1.0", f"_x{f}"), f"b{s}") for s in b])
+                hits_u += bool(find_regressions(frame, ["A", "B"], {"expression": True}, seed=k))
+            out[f][n] = (hits_p / draws, hits_u / draws)
+        print(f"  x{f:g}: " + "  ".join(f"n={n} {p:.2f}/{u:.2f}" for n, (p, u) in out[f].items()) + "   (paired/unpaired)")
+    return out
+
+
+def paired_false_alarms(real_pairs: dict, draws: int = 200, seed: int = 0) -> dict:
+    """The paired regression test on real pairs only (the same footage resized, re-timed or
+    re-encoded: no checkpoint is more exaggerated): ``{n: share of draws of n pairs called worse}``."""
+    rng = np.random.default_rng(seed)
+    logs = np.log2(np.array(list(real_pairs.values())))
+    out = {n: float(np.mean([_detects(rng.choice(logs, n, replace=False), rng) for _ in range(draws)])) for n in (3, 5, 9)}
+    print("  real pairs, paired test calls B worse in: " + ", ".join(f"n={n} {v:.2f}" for n, v in out.items()) + " of draws")
+    return out
+
+
+def evaluate_paired_demo(root: str | Path) -> dict:
+    """The paired mode on a demo root (``python -m evalkit.datasets.demo`` then ``evalkit run``):
+    each checkpoint whose expression clips are exaggerated (the truth's ``expression_factor`` > 1)
+    against the final checkpoint on the same prompts, over every subset of n of the clips tagged
+    ``expression``. Paired: found when the subset's geometric-mean paired ratio exceeds
+    ``PAIRED_THRESHOLD``; unpaired: found when the subset's mean unpaired score exceeds the
+    detector's threshold. Also what ``evalkit run`` prints: each checkpoint against the previous one."""
+    import itertools
+    import json
+
+    from evalkit.root import open_root
+
+    view = open_root(root, detectors=["expression"])
+    results = view.results.set_index(["checkpoint", "prompt_id"])
+    prompts = [json.loads(line) for line in (Path(root) / "prompts.jsonl").read_text().splitlines() if line.strip()]
+    expression_prompts = [p["id"] for p in prompts if "expression" in p.get("tags", [])]
+    final = view.order[-1]
+    threshold = ExpressionConfig.threshold
+    # unpaired scores as for people no one tuned on: each clip's peak over the reference built
+    # without its person (the bundled one holds carphone and the woman, the demo's faces)
+    from evalkit.datasets.expression_reference import default_sources
+
+    person = {"face_expression": "carphone", "face_astronaut": "carphone", "face_laugh": "woman", "face_talk": "carphone"}
+    held_q99 = {who: build_from_features(default_sources(exclude=(who,)), f"without {who}")["features"]["deformation"]["q99"]
+                for who in set(person.values())}
+    out = {}
+    print(f"\nEXPRESSION paired mode on {root}: each checkpoint against {final} on the prompts tagged expression {expression_prompts}")
+    print("  checkpoint             factor   per clip: paired ratio / unpaired (bundled) / unpaired (without the person)    "
+          "found by n clips (share of subsets): paired | unpaired bundled | unpaired without the person")
+    for checkpoint in view.order[:-1]:
+        truth = json.loads((Path(root) / "_truth" / f"{checkpoint}.json").read_text())
+        if truth[expression_prompts[0]].get("still"):
+            continue
+        clips = [p for p in expression_prompts if (checkpoint, p) in results.index and (final, p) in results.index]
+        ratio = {p: 2.0 ** ExpressionDetector.paired_score(results.loc[(checkpoint, p), "stats"], results.loc[(final, p), "stats"]) for p in clips}
+        score = {p: float(results.loc[(checkpoint, p), "score"]) for p in clips}
+        loio = {p: results.loc[(checkpoint, p), "stats"]["deformation_peak"] / held_q99[person[p]] for p in clips}
+        found = {}
+        for n in range(1, len(clips) + 1):
+            subsets = list(itertools.combinations(clips, n))
+            found[n] = (float(np.mean([np.exp(np.mean(np.log([ratio[p] for p in sub]))) > PAIRED_THRESHOLD for sub in subsets])),
+                        float(np.mean([np.mean([score[p] for p in sub]) > threshold for sub in subsets])),
+                        float(np.mean([np.mean([loio[p] for p in sub]) > threshold for sub in subsets])))
+        factor = truth[expression_prompts[0]]["expression_factor"]
+        out[checkpoint] = {"factor": factor, "ratio": ratio, "score": score, "loio": loio, "found": found}
+        print(f"  {checkpoint:22s} {factor:5.2f}   " + ", ".join(f"{ratio[p]:.2f}/{score[p]:.2f}/{loio[p]:.2f}" for p in clips)
+              + "   " + "  ".join(f"n={n}: {a:.2f} | {b:.2f} | {c:.2f}" for n, (a, b, c) in found.items()))
+        # the regression test, as if the final checkpoint came first: paired on shared seeds,
+        # and two-sample (the same clips with their pairing forgotten)
+        part = view.results[view.results["checkpoint"].isin([final, checkpoint]) & view.results["prompt_id"].isin(clips)]
+        paired_test = find_regressions(part, [final, checkpoint], {"expression": True}, paired_scores={"expression": ExpressionDetector.paired_score})
+        unpaired_test = find_regressions(part.assign(prompt_id=part["checkpoint"] + part["prompt_id"]), [final, checkpoint], {"expression": True})
+        out[checkpoint]["regression"] = (bool(paired_test), bool(unpaired_test))
+        print(f"  {'':22s}         regression test against {final} on these {len(clips)} clips: paired {'found' if paired_test else 'not found'}"
+              f"{f' ({paired_test[0].ci_low:+.2f}..{paired_test[0].ci_high:+.2f})' if paired_test else ''}, "
+              f"unpaired {'found' if unpaired_test else 'not found'}")
+    final_scores = [f"{float(results.loc[(final, p), 'score']):.2f}/{results.loc[(final, p), 'stats']['deformation_peak'] / held_q99[person[p]]:.2f}"
+                    for p in expression_prompts if (final, p) in results.index]
+    print(f"  {final:22s} 1.00   unpaired scores (bundled/without the person) {', '.join(final_scores)} (flagged above {threshold})")
+    print("  consecutive checkpoints, as `evalkit run` prints them (log2 paired ratio, every shared face clip):")
+    for row in view.paired.to_dict("records"):
+        print(f"    {row['checkpoint']} vs {row['reference']}: {row['mean']:+.2f} [{row['ci_low']:+.2f},{row['ci_high']:+.2f}] over {row['paired']} clips")
+    out["consecutive"] = view.paired
     return out
 
 
@@ -329,6 +454,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-expression", action="store_true")
     parser.add_argument("--landmarks", choices=["mediapipe", "litert"], default="mediapipe",
                         help="face mesh backend for every clip")
+    parser.add_argument("--demo-root", type=Path, default=None,
+                        help="also show the expression paired mode on this demo root (after `evalkit run` on it)")
     args = parser.parse_args(argv)
     faces.LANDMARK_BACKEND = args.landmarks
     logging.basicConfig(level=logging.WARNING)
@@ -337,6 +464,8 @@ def main(argv: list[str] | None = None) -> None:
         evaluate_blinks()
     if not args.skip_expression:
         evaluate_expression()
+    if args.demo_root is not None:
+        evaluate_paired_demo(args.demo_root)
     print(f"\n(done in {time.perf_counter() - start:.0f} s; face meshes cached under {faces.CACHE})")
 
 

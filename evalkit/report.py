@@ -49,6 +49,11 @@ def format_summary(summary: Any) -> str:
             describe = detector_facts(row["detector"]).describe_aggregate
             if describe is not None:
                 lines.append(describe(row))
+    view = getattr(summary, "view", None)
+    if view is not None:
+        for row in view.paired.to_dict("records"):  # detectors with a paired score, on shared clips
+            lines.append(f"{row['detector']} paired {row['checkpoint']} vs {row['reference']}: {row['mean']:+.3g} "
+                         f"[{row['ci_low']:+.3g},{row['ci_high']:+.3g}] over {row['paired']} shared clips, worse in {row['worse']}")
     for regression in summary.regressions:
         lines.append(regression.message())
     if summary.report:
