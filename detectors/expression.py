@@ -16,6 +16,17 @@ reference built from other people puts any one measure of a new person far insid
 outside its range; the overall deformation varies less between people (leave-one-identity-out
 AUC 0.85 against 0.63 for version 2's per-measure peaks, see ``docs/face.md``).
 
+Version 4 adds the **paired mode**: "is checkpoint B more exaggerated than checkpoint A on the
+same prompt and seed?" An unpaired score cannot be calibrated across people well enough (real
+people differ in how far they deform by more than the exaggerations to be found: pooled
+leave-one-identity-out AUC 0.88, within a person's own clips 1.0 paired), so
+:func:`paired_exaggeration` divides a clip's peak deformation by a reference clip's (the same
+prompt and seed at another checkpoint, or a real clip). Results store ``deformation_peak`` so
+that ``evalkit run`` pairs clips of consecutive checkpoints when the root is read
+(:meth:`ExpressionDetector.paired_score`, :func:`evalkit.aggregate.paired_comparisons`), without
+re-running landmarks and without storing a result that depends on another video. The unpaired
+score is version 3's.
+
 Seven named measures explain a high score (``stats["peak_ratio_by_feature"]``, event kinds):
 mouth opening, lip-corner stretch, brow raise, eye widening (deviations from neutral; mouth
 opening and eye widening upward only, so blinks do not count) and the speeds of mouth, lips and
