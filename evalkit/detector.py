@@ -52,6 +52,14 @@ def make_config(config_type: type[ConfigT], options: Mapping[str, Any] | None = 
     return config_type(**options)
 
 
+def detector_side(detector: Any, run_side: int | None) -> int | None:
+    """The ``max_side`` whose frames ``detector`` gets in a run decoding at ``run_side``:
+    its declared :attr:`BaseDetector.max_side`, or the run's (``"run"``, or a plug-in that
+    declares nothing)."""
+    side = getattr(detector, "max_side", "run")
+    return run_side if side == "run" else side
+
+
 def config_dict(config: Any) -> dict[str, Any]:
     """A typed config as the plain dict that keys results (``config_hash``) and is stored."""
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
@@ -106,6 +114,11 @@ class BaseDetector:
     units: ClassVar[str] = ""
     config_type: ClassVar[type] = NoOptions
     default_config: ClassVar[dict[str, Any]] = {}
+    # The longer side, in pixels, of the frames this detector needs: "run" takes the run's
+    # DecodeOptions.max_side (--max-side, 512 by default); an int caps it there (a smaller
+    # video keeps its size); None takes the delivered size. The runner decodes each video once
+    # and scales each frame to every size its pending detectors declared.
+    max_side: ClassVar[int | None | str] = "run"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -9,6 +9,7 @@ video or a detector failure becomes an error outcome naming the file; the run go
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
@@ -19,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from evalkit._types import DetectorResult, FaceTrack, PoseTrack, Video, VideoInputs
-from evalkit.detector import Detector
+from evalkit.detector import Detector, detector_side
 from evalkit.errors import EvalkitError, VideoDecodeError
 from evalkit.landmarks import LandmarkOptions, LandmarkPool
 from evalkit.layout import VideoItem
@@ -175,6 +176,12 @@ def _put_item(store: ResultStore | None, job: _Job) -> None:
                                   *job.meta, prompt_digest(item.prompt)))
 
 
+def _with_sides(decode: DecodeOptions, detectors: Sequence[Detector]) -> DecodeOptions:
+    """``decode`` with the sizes ``detectors`` declare beyond the run's own (decoded once, scaled per size)."""
+    sides = (detector_side(d, decode.max_side) for d in detectors)
+    return dataclasses.replace(decode, detector_sides=tuple(dict.fromkeys(s for s in sides if s != decode.max_side)))
+
+
 def _chunks(items: Sequence[VideoItem], size: int) -> Iterator[Sequence[VideoItem]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -209,7 +216,8 @@ class Runner:
         if batch_size < 1:
             raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
         self.detectors = list(detectors)
-        self.decode = decode
+        # what any engine decodes: the run's size, plus the sizes detectors declared
+        self.decode = _with_sides(decode, self.detectors)
         self.batch_size = batch_size
         self.landmark_options = landmark_options
         self.landmarks = landmark_options.backend  # part of face/pose result keys (see _key)
@@ -304,7 +312,7 @@ class Runner:
         decoded: list[_Job] = []
         for job in jobs:
             try:
-                job.video = decode_video(job.item.path, self.decode, job.digest)
+                job.video = decode_video(job.item.path, _with_sides(self.decode, job.todo), job.digest)
             except VideoDecodeError as exc:
                 for outcome in self._fail_all(job.item, job.todo, str(exc), store):
                     yield job, _by_name(job.todo, outcome.detector), outcome
@@ -367,7 +375,8 @@ class Runner:
     def _score(self, detector: Detector, jobs: list[_Job], store: ResultStore | None) -> Iterator[tuple[_Job, Outcome]]:
         if not jobs:
             return
-        inputs = [VideoInputs(j.video, j.face, j.pose, j.item.prompt) for j in jobs]  # type: ignore[arg-type]
+        side = detector_side(detector, self.decode.max_side)
+        inputs = [VideoInputs(j.video.at(side), j.face, j.pose, j.item.prompt) for j in jobs]  # type: ignore[union-attr]
         try:
             results: list[DetectorResult | Exception] = list(detector.score_batch(inputs))
         except Exception:

@@ -25,11 +25,14 @@ class DecodeOptions:
             A downscaled frame gets even sides; a frame that fits keeps its size.
         max_frames: keep at most this many frames from the start (None: all).
         target_fps: drop frames to approach this rate when the source is faster (None: all).
+        detector_sides: other ``max_side`` values detectors declared (``BaseDetector.max_side``):
+            each frame, decoded once, is also scaled to each of these (``Video.at(side)``).
     """
 
     max_side: int | None = 512
     max_frames: int | None = None
     target_fps: float | None = None
+    detector_sides: tuple[int | None, ...] = ()
 
 
 def content_hash(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -87,6 +90,12 @@ def decode_video(path: str | Path, options: DecodeOptions = DecodeOptions(), dig
         if not width or not height:
             raise VideoDecodeError(path, f"invalid frame size {width}x{height}")
         out_w, out_h = _output_size(width, height, options.max_side)
+        # one decode, several sizes: each further size swscale'd from the same decoded frame
+        others: dict[tuple[int, int], list[np.ndarray]] = {}
+        side_size = {side: _output_size(width, height, side) for side in options.detector_sides}
+        for size in side_size.values():
+            if size != (out_w, out_h):
+                others.setdefault(size, [])
         step = 1.0
         if options.target_fps and source_fps > options.target_fps:
             step = source_fps / options.target_fps
@@ -99,6 +108,8 @@ def decode_video(path: str | Path, options: DecodeOptions = DecodeOptions(), dig
                     continue
                 next_keep += step
                 frames.append(_upright(frame.to_ndarray(format="rgb24", width=out_w, height=out_h), frame.rotation))
+                for (w, h), scaled in others.items():
+                    scaled.append(_upright(frame.to_ndarray(format="rgb24", width=w, height=h), frame.rotation))
                 kept.append(index)
                 if options.max_frames and len(frames) >= options.max_frames:
                     break
@@ -112,17 +123,18 @@ def decode_video(path: str | Path, options: DecodeOptions = DecodeOptions(), dig
         raise VideoDecodeError(path, f"frame size changes midway ({frames[0].shape[:2]} then {frames[-1].shape[:2]})")
     if frames[0].shape[:2] != (out_h, out_w):  # rotated a quarter turn
         width, height = height, width
-    array = np.stack(frames)  # (T, H, W, C)
-    tensor = torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
-    return Video(
-        path=path,
-        frames=tensor,
-        fps=source_fps / step,
-        frame_indices=np.asarray(kept, dtype=np.int64),
-        source_size=(int(width), int(height)),
-        source_fps=source_fps,
-        content_hash=digest,
-    )
+    made = {size: _video(path, scaled, source_fps / step, kept, (int(width), int(height)), source_fps, digest)
+            for size, scaled in others.items()}
+    video = _video(path, frames, source_fps / step, kept, (int(width), int(height)), source_fps, digest)
+    video.resized = {side: made[size] for side, size in side_size.items() if size in made}
+    return video
+
+
+def _video(path: str, frames: list[np.ndarray], fps: float, kept: list[int], source_size: tuple[int, int],
+           source_fps: float, digest: str) -> Video:
+    tensor = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()  # (T, H, W, C) -> (T, C, H, W)
+    return Video(path=path, frames=tensor, fps=fps, frame_indices=np.asarray(kept, dtype=np.int64),
+                 source_size=source_size, source_fps=source_fps, content_hash=digest)
 
 
 def _upright(image: np.ndarray, rotation: float) -> np.ndarray:

@@ -268,10 +268,13 @@ def test_batch_invariance(two_clips):
 
 def test_functional_form_matches_detector(two_clips):
     _, b, fps = two_clips
-    frames = torch.from_numpy(b).permute(0, 3, 1, 2).float().div(255)[None]
-    score = confetti_score(frames, fps, work_short_side=96)
+    frames = torch.from_numpy(b).permute(0, 3, 1, 2)[None]
+    score = confetti_score(frames, fps, work_short_side=96)  # uint8, as the detector gets them
     assert score.shape == (1,) and float(score[0]) > 0
     assert float(score[0]) == pytest.approx(ConfettiDetector(work_short_side=96).score(_inputs(b, fps)).score, rel=1e-5)
+    # float frames are resampled in float, not in 8 bits: close, not identical
+    as_float = float(confetti_score(frames.float().div(255), fps, work_short_side=96)[0])
+    assert as_float == pytest.approx(float(score[0]), rel=0.25)
 
 
 def test_score_is_normalised_for_resolution_and_fps():
@@ -340,3 +343,85 @@ def test_registry_and_baseline_formula():
     expected = 1 - np.mean([np.abs(frames[:, t + 1].numpy() - frames[:, t].numpy()).mean((1, 2, 3)) for t in range(3)], axis=0)
     np.testing.assert_allclose(temporal_flickering(frames).numpy(), expected, rtol=1e-5)
     assert get_detector("temporal_flickering").higher_is_worse is False
+
+
+# ---------------------------------------------------------------- resolution: 1-3 px specks from 144p to 1080p
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    from evalkit.datasets.confetti import resolution_sweep
+
+    det = ConfettiDetector()
+    out = []
+    for clean, specks in resolution_sweep(length=18, burst=(6, 13)):
+        out.append((specks, det.score(_inputs(clean.frames, clean.fps)), det.score(_inputs(specks.frames, specks.fps))))
+    return out
+
+
+def test_pixel_specks_are_found_at_every_resolution(sweep):
+    """1-3 frame-pixel specks at 144p, 360p, 720p and 1080p: flagged, with an event on the
+    burst, while the same clean clip is not (version 2 saw them at 144p only)."""
+    for clip, clean, dirty in sweep:
+        (start, end), = clip.bursts
+        assert dirty.flagged and not clean.flagged, (clip.name, clean.score, dirty.score)
+        assert any(e.start <= end and e.end >= start for e in dirty.events), (clip.name, dirty.events)
+        assert all(e.start >= start - 1 and e.end <= end + 1 for e in dirty.events), (clip.name, dirty.events)
+    scores = [dirty.score for _, _, dirty in sweep]
+    assert max(scores) / min(scores) < 4.0, scores  # the same defect scores alike at every size
+
+
+def test_without_fine_planes_hd_specks_are_missed(sweep):
+    clip = sweep[-1][0]  # 1080p
+    coarse = ConfettiDetector(fine_specks=False).score(_inputs(clip.frames, clip.fps))
+    assert not coarse.flagged and sweep[-1][2].flagged
+
+
+def test_speck_planes_are_the_cell_extremes():
+    from evalkit.detectors.confetti import speck_planes
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (2, 3, 45, 70), dtype=np.uint8)
+    planes = speck_planes(torch.from_numpy(rgb), (16, 32)).numpy()
+    hi, lo = rgb.max(1).astype(np.float64), rgb.min(1).astype(np.float64)
+    for i in range(16):  # adaptive windows after an integer max pool of 2
+        for j in range(32):
+            r0, r1 = (i * 22) // 16 * 2, -(-((i + 1) * 22) // 16) * 2
+            c0, c1 = (j * 35) // 32 * 2, -(-((j + 1) * 35) // 32) * 2
+            assert planes[:, 0, i, j] == pytest.approx(hi[:, r0:r1, c0:c1].max((1, 2)) / 255)
+            assert planes[:, 1, i, j] == pytest.approx(1 - lo[:, r0:r1, c0:c1].min((1, 2)) / 255)
+    as_float = speck_planes(torch.from_numpy(rgb).float() / 255, (16, 32)).numpy()
+    np.testing.assert_allclose(as_float, planes, atol=1e-6)
+
+
+def test_runner_decodes_once_and_gives_each_detector_its_size(tmp_path, monkeypatch):
+    """Confetti declares max_side 3840: it gets the 720p frames; a detector that declares
+    nothing gets exactly the frames of the run's --max-side 512, from the same single decode."""
+    import evalkit.runner as runner_mod
+    from evalkit._types import DetectorResult
+    from evalkit.detector import BaseDetector
+    from evalkit.layout import VideoItem
+    from evalkit.video import DecodeOptions, decode_video, write_video
+    from evalkit.datasets.confetti import resolution_sweep
+
+    _, specks = resolution_sweep(heights=(720,), length=12, burst=(4, 8))[0]
+    path = write_video(tmp_path / "hd.mp4", specks.frames, specks.fps, crf=10)
+    seen = {}
+
+    class Recorder(BaseDetector):
+        name = "recorder"
+        failure_mode = "test"
+
+        def score(self, inputs):
+            seen["frames"] = inputs.video.frames.clone()
+            return DetectorResult(score=0.0, flagged=False, series=np.zeros(inputs.video.num_frames, np.float32))
+
+    real, calls = runner_mod.decode_video, []
+    monkeypatch.setattr(runner_mod, "decode_video", lambda *a, **k: calls.append(a) or real(*a, **k))
+    with runner_mod.Runner([ConfettiDetector(), Recorder()], workers=0) as runner:
+        outcomes = {o.detector: o for o in runner.run([VideoItem(str(path), None, "hd", 0, None)])}
+    assert len(calls) == 1
+    assert outcomes["confetti"].result.flagged, outcomes["confetti"].result.score
+    assert outcomes["confetti"].result.stats["frame_size"] == [1280, 720]
+    assert torch.equal(seen["frames"], decode_video(path, DecodeOptions()).frames)  # what it got before
+    assert seen["frames"].shape[-1] == 512

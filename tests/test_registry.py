@@ -53,7 +53,7 @@ def test_config_hash_changes_with_options_only():
 RELEASED_DEFAULT_HASHES = {
     "alignment": "63730c5de40bbc95",  # before its model is resolved: an instance keys by the model's path
     "blink": "f337b52778d4bb41",
-    "confetti": "d066869ce651fdcc",
+    "confetti": "c7331596b455be15",  # version 3 (#18): fine_specks
     "expression": "570d4e3bd1e88a5d",
     "framediff": "a24e66ac9b66d0c4",
     "motion": "24f1288a9e3eb3e2",
