@@ -294,6 +294,27 @@ def paired_exaggeration(
     return peak / max(reference, PAIRED_FLOOR) if np.isfinite(reference) else float("nan")
 
 
+def compare_videos(video: str | Path, reference: str | Path, **score_options: Any) -> dict[str, Any]:
+    """Is ``video`` more exaggerated than ``reference`` (the same prompt and seed at another
+    checkpoint, or a real clip of the content)? Both files are scored by :func:`evalkit.score`
+    (``score_options``: its keywords, e.g. ``landmarks``, ``decode``, ``config``) and paired.
+
+    Returns:
+        ``{"ratio", "flagged", "score", "reference_score", "video", "reference"}``: ``ratio``
+        from :meth:`ExpressionDetector.paired_score` (NaN when either has no usable face),
+        ``flagged`` above :data:`PAIRED_THRESHOLD`, the two unpaired scores and the two paths.
+    """
+    from evalkit.runner import score
+
+    rows = score([video, reference], "expression", **score_options)
+    if rows["error"].notna().any():
+        raise DetectorConfigError(f"expected two scorable videos, got {list(rows['error'].dropna())}")
+    own, ref = rows.iloc[0], rows.iloc[1]
+    ratio = 2.0 ** ExpressionDetector.paired_score(own["stats"], ref["stats"])
+    return {"ratio": ratio, "flagged": bool(ratio > PAIRED_THRESHOLD), "score": float(own["score"]),
+            "reference_score": float(ref["score"]), "video": str(video), "reference": str(reference)}
+
+
 class ExpressionDetector(BaseDetector):
     """Flags faces whose expressions go beyond the range of real faces."""
 

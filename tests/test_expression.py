@@ -304,3 +304,16 @@ def test_paired_score_floors_a_still_reference():
     features[:, 0, 0] = np.linspace(0, 0.1, 10)
     assert deformation_peak(features, 1.0) == pytest.approx(0.1)
     assert paired_exaggeration(features, features) == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_compare_videos_pairs_two_files(tmp_path, warped):
+    """The file-level paired form: the runner meshes both videos (written as H.264)."""
+    from evalkit.detectors.expression import compare_videos
+    from evalkit.video import write_video
+
+    (x1, fps, _), (x2, _, _) = warped["carphone0", 1.0], warped["carphone0", 2.0]
+    a, b = write_video(tmp_path / "a.mp4", x1, fps), write_video(tmp_path / "b.mp4", x2, fps)
+    out = compare_videos(b, a)
+    assert out["flagged"] and out["ratio"] > PAIRED_THRESHOLD and out["reference"] == str(a)
+    assert compare_videos(a, a)["ratio"] == pytest.approx(1.0)
