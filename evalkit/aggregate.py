@@ -161,11 +161,10 @@ def find_regressions(
             b = group[group["checkpoint"] == current].set_index("clip")["score"]
             common = a.index.intersection(b.index)
             measure = "score"
-            if len(common) >= 3 and detector in paired_scores:
-                diff = _paired_values(group, previous, current, paired_scores[detector])
-                if diff.size < 3:
-                    continue
-                measure = "paired score"
+            # results stored before the detector kept what its paired score reads fall back
+            paired = _paired_values(group, previous, current, paired_scores[detector]) if detector in paired_scores else np.zeros(0)
+            if len(common) >= 3 and paired.size >= 3:
+                diff, measure = paired, "paired score"
                 boots = diff[rng.integers(0, diff.size, size=(n_boot, diff.size))].mean(axis=1)
             elif len(common) >= 3:
                 diff = sign * (b.loc[common].to_numpy(float) - a.loc[common].to_numpy(float))

@@ -169,6 +169,12 @@ def write_report(root: str | Path | RootResults, store: SQLStore | None = None, 
         if len(aggregates):
             parts.append("<h2>Checkpoint-level verdicts</h2><p>Pooled over each checkpoint's clips.</p>")
             parts.append(_aggregate_table(aggregates))
+        paired = board.paired
+        if len(paired):
+            parts.append("<h2>Paired with the previous checkpoint</h2><p>Clips with the same prompt id and seed: "
+                         "the detector's paired score (expression: log2 of how much further faces deform), mean "
+                         "[95% bootstrap CI], and in how many clips the checkpoint is worse.</p>")
+            parts.append(_aggregate_table(paired))
         for i, fig in enumerate(board.figures()):
             parts.append(fig.to_html(full_html=False, include_plotlyjs=i == 0))  # plotly.js inlined once
         parts.append("<h2>Worst clips per detector</h2>")

@@ -291,6 +291,9 @@ def test_regressions_use_the_paired_score_on_shared_clips():
     assert table.to_dict("records")[0] | {"ci_low": 0, "ci_high": 0} == {
         "detector": "expression", "reference": "A", "checkpoint": "B", "paired": 4, "mean": pytest.approx(math.log2(1.5)),
         "ci_low": 0, "ci_high": 0, "worse": 4}
+    # results stored without deformation_peak (version 3) fall back to the difference of scores
+    old = results.assign(stats=[{} for _ in range(len(results))])
+    assert [r.measure for r in find_regressions(old, ["A", "B"], {"expression": True}, paired_scores=paired)] == ["score"]
     # without shared seeds there is nothing to pair: the unpaired comparison stays
     results.loc[results["checkpoint"] == "B", "seed"] = 8
     assert paired_comparisons(results, ["A", "B"], paired).empty
