@@ -21,7 +21,13 @@ its identity; the AUC of exaggerated (factor >= 1.5) vs real (factor 1) pooled o
 the same AUC within identities only, the Spearman correlation of score with factor, the share
 of 16 real variants (``faces.real_variants``: carphone pristine and distorted at several sizes,
 frame rates and codecs) flagged, and the woman's whole real clip's score ("extreme but real").
-The bundled reference's (in-sample) numbers are printed beside them.
+The bundled reference's (in-sample) numbers are printed beside them. Every table shows three
+scorings of the same clips with the same references: the naive baseline (the clip's maximum
+mouth opening over face size), the unpaired score (versions 3 and 4) and version 4's paired
+mode (each clip against its own segment unwarped; real pairs: the real variants against the
+clip they were made from), then how many clips the regression test needs paired and unpaired
+(:func:`clips_needed`). ``--demo-root DEMO`` also shows the paired mode on a demo root that
+``evalkit run`` has scored (:func:`evaluate_paired_demo`).
 """
 
 from __future__ import annotations
