@@ -103,7 +103,10 @@ class Roi:
         c, s = math.cos(self.rotation), math.sin(self.rotation)
         x = (uv[..., 0] - 0.5) * self.w
         y = (uv[..., 1] - 0.5) * self.h
-        return np.stack([self.cx + c * x - s * y, self.cy + s * x + c * y], -1)
+        out = np.empty(uv.shape[:-1] + (2,), np.float64)
+        out[..., 0] = self.cx + c * x - s * y
+        out[..., 1] = self.cy + s * x + c * y
+        return out
 
     def from_frame(self, xy: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`to_frame`."""
@@ -322,6 +325,7 @@ EYE_CONTOUR_IN_MESH: tuple[tuple[int, ...], tuple[int, ...]] = (
 EYE_CORNERS = ((33, 133), (362, 263))  # eye ROI points per eye; the second eye is mirrored
 IRIS_SLOTS = (468, 473)  # centre then 4 edge points, per eye
 _IRIS_Z_FROM = 16  # iris depth: the mean depth of the eye's first 16 contour points (the lids)
+_EYE_CONTOUR = tuple(np.array(indices) for indices in EYE_CONTOUR_IN_MESH)
 
 
 @dataclass(frozen=True)
@@ -408,21 +412,23 @@ class FaceMeshTracker:
         contour_raw, iris_raw = self.iris(batch)
         contour_raw = contour_raw.reshape(len(rois), 71, 3)
         iris_raw = iris_raw.reshape(len(rois), 5, 3)
+        n = self.settings.eye_contour_points
+        # Per eye: the first n contour points, then the 5 iris points, in the crop's [0, 1].
+        uv = np.concatenate([contour_raw[:, :n, :2], iris_raw[:, :, :2]], axis=1) / 64.0
         for k, (roi, flip) in enumerate(zip(rois, flips)):
             pts, eye = faces[k // 2], k % 2
-            uv_contour = contour_raw[k, :, :2] / 64.0
-            uv_iris = iris_raw[k, :, :2] / 64.0
+            eye_uv = uv[k]
             if flip:
-                uv_contour = np.stack([1.0 - uv_contour[:, 0], uv_contour[:, 1]], -1)
+                eye_uv = eye_uv.copy()
+                eye_uv[:, 0] = 1.0 - eye_uv[:, 0]
                 # The mirrored eye's "right edge" is the frame's left edge: the mesh layout
                 # names iris edges on the frame (centre, right, top, left, bottom).
-                uv_iris = np.stack([1.0 - uv_iris[:, 0], uv_iris[:, 1]], -1)[[0, 3, 2, 1, 4]]
-            idx = np.array(EYE_CONTOUR_IN_MESH[eye])
-            n = self.settings.eye_contour_points
-            if n:
-                pts[idx[:n], :2] = roi.to_frame(uv_contour[:n])
+                eye_uv[n:] = eye_uv[n:][[0, 3, 2, 1, 4]]
+            xy = roi.to_frame(eye_uv)
+            idx = _EYE_CONTOUR[eye]
+            pts[idx[:n], :2] = xy[:n]
             slot = IRIS_SLOTS[eye]
-            pts[slot:slot + 5, :2] = roi.to_frame(uv_iris)
+            pts[slot:slot + 5, :2] = xy[n:]
             pts[slot:slot + 5, 2] = pts[idx[:_IRIS_Z_FROM], 2].mean()
 
 
