@@ -87,6 +87,26 @@ def cached_pose(frames: np.ndarray, key: str) -> PoseTrack:
     return track
 
 
+# The second pose model (``--pose movenet|both``): MoveNet's variant; its keypoints are cached too.
+SECOND_MODEL = "lightning"
+
+
+def cached_movenet(frames: np.ndarray, key: str) -> PoseTrack:
+    """MoveNet's track of ``frames`` ``(T, H, W, 3)`` (:func:`evalkit.movenet.movenet_pose_track`),
+    its keypoints ``(T, 17, 3)`` cached by ``key``, the variant and the frames' bytes."""
+    from evalkit.movenet import movenet_keypoints, movenet_pose_track
+
+    digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
+    path = CACHE / f"{key}-{digest}-movenet-{SECOND_MODEL}.npy"
+    if path.is_file():
+        keypoints = np.load(path)
+    else:
+        keypoints = movenet_keypoints(frames, SECOND_MODEL)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.save(path, keypoints)
+    return movenet_pose_track(frames, keypoints=keypoints)
+
+
 def retime(frames: np.ndarray, fps: float, target: float) -> tuple[np.ndarray, float]:
     """Drop frames to approach ``target`` fps (as the runner's decoder does)."""
     if target >= fps:
@@ -172,13 +192,28 @@ def puppet_clips(seeds: range, clean_only: bool = False) -> list[tuple[str, np.n
     return out
 
 
-def _score(detector: MotionDetector, frames: np.ndarray, fps: float, pose: PoseTrack):
+def _score(detector: MotionDetector, frames: np.ndarray, fps: float, pose: PoseTrack, second: PoseTrack | None = None):
     import torch
 
     t, h, w, _ = frames.shape
+    if second is not None:
+        return detector.score_tracks(fps, t, pose, second)
     video = Video(path="<memory>", frames=torch.zeros((t, 3, 1, 1), dtype=torch.uint8), fps=fps,
                   frame_indices=np.arange(t), source_size=(w, h), source_fps=fps, content_hash="")
     return detector.score(VideoInputs(video=video, pose=pose))
+
+
+# which tracks judge (``--pose``): MediaPipe's, MoveNet's, or both under the two-model rule
+POSE_MODES = ("mediapipe", "movenet", "both")
+
+
+def _tracks(frames: np.ndarray, key: str, pose: str) -> tuple[PoseTrack, PoseTrack | None]:
+    """The track the detector reads and, for ``pose="both"``, the second model's."""
+    if pose == "mediapipe":
+        return cached_pose(frames, key), None
+    if pose == "movenet":
+        return cached_movenet(frames, key), None
+    return cached_pose(frames, key), cached_movenet(frames, key)
 
 
 def _events_text(result, n: int = 3) -> str:
@@ -228,18 +263,19 @@ def oracle_landmarks(truth: dict, image_size: tuple[int, int], sigma: float, rng
 
 
 def evaluate(split: str, detector: MotionDetector | None = None, show_jitter: bool = False,
-             oracle: float | None = None) -> dict:
+             oracle: float | None = None, pose: str = "mediapipe") -> dict:
     """Score every clip of ``split`` (and the real negatives). ``oracle``: score the puppets on
-    :func:`oracle_landmarks` with that jitter instead of MediaPipe's tracks."""
+    :func:`oracle_landmarks` with that jitter instead of MediaPipe's tracks. ``pose``: one of
+    :data:`POSE_MODES`."""
     detector = detector or MotionDetector()
     neg_scores, pos_scores, hits, rows = [], [], [], []
     puppet_neg: list[float] = []  # clean dances only: the same generator as the positives
     jitters, kinds = [], []
     skipped = 0
     for name, frames, fps in real_clips():
-        track = cached_pose(frames, name.replace("/", "_").replace("@", "_"))
+        track, second = _tracks(frames, name.replace("/", "_").replace("@", "_"), pose)
         lm = track.landmarks
-        r = _score(detector, frames, fps, track)
+        r = _score(detector, frames, fps, track, second)
         if r.is_skipped:
             rows.append(f"  {name:32s} neg  skipped: {r.stats['skipped']}")
             neg_scores.append(0.0)
@@ -249,15 +285,16 @@ def evaluate(split: str, detector: MotionDetector | None = None, show_jitter: bo
         jitters.append((name, pose_jitter(lm, frames.shape[2:0:-1], fps)))
         rows.append(f"  {name:32s} neg  score {r.score:6.2f} flagged={r.flagged} events={_events_text(r)}")
     for name, frames, fps, truth in puppet_clips(SPLITS[split], split in CLEAN_ONLY):
+        second = None
         if oracle is None:
-            track = cached_pose(frames, name.split("/")[0] + f"_{split}")
+            track, second = _tracks(frames, name.split("/")[0] + f"_{split}", pose)
         else:
             seed = int(name.split("/")[0].removeprefix("puppet"))
             # no person mask on an oracle track: the cut check does not run on it
             track = PoseTrack(oracle_landmarks(truth, frames.shape[2:0:-1], oracle, np.random.default_rng(seed)),
                               frames.shape[2:0:-1])
         lm = track.landmarks
-        r = _score(detector, frames, fps, track)
+        r = _score(detector, frames, fps, track, second)
         if r.is_skipped:
             rows.append(f"  {name:32s} skipped: {r.stats['skipped']}")
             if truth["breaks"]:
@@ -314,18 +351,22 @@ def main(argv: list[str] | None = None) -> None:
                              "instead of MediaPipe's tracks: what the checks find given a pose model that follows them")
     parser.add_argument("--landmarks", choices=["mediapipe", "litert"], default="mediapipe",
                         help="pose backend for every clip")
+    parser.add_argument("--pose", choices=POSE_MODES, default="mediapipe",
+                        help="judge MediaPipe's tracks, MoveNet's, or both under the two-model rule (version 10)")
+    parser.add_argument("--second-model", choices=["lightning", "thunder"], default="lightning",
+                        help="MoveNet variant for --pose movenet|both")
     args = parser.parse_args(argv)
-    global LANDMARK_BACKEND
-    LANDMARK_BACKEND = args.landmarks
+    global LANDMARK_BACKEND, SECOND_MODEL
+    LANDMARK_BACKEND, SECOND_MODEL = args.landmarks, args.second_model
     splits = {"both": ["tune", "holdout"], "all": list(SPLITS)}.get(args.split, [args.split])
     for split in splits:
-        s = evaluate(split, show_jitter=args.jitter, oracle=args.oracle)
+        s = evaluate(split, show_jitter=args.jitter, oracle=args.oracle, pose=args.pose)
         if args.verbose:
             print("\n".join(s["rows"]))
         if args.jitter:
             for name, j in s["jitter"]:
                 print(f"  jitter {name:32s} " + " ".join(f"{k}={v:.3f}" for k, v in j.items()))
-        tag = f"{split}, oracle sigma {args.oracle}" if args.oracle is not None else split
+        tag = f"{split}, oracle sigma {args.oracle}" if args.oracle is not None else f"{split}, {args.pose}"
         print(f"[{tag}] positives={s['positives']} negatives={s['negatives']} AUC={s['auc']:.3f} "
               f"(vs clean puppets only {s['auc_puppets']:.3f}) "
               f"FPR={s['fpr']:.3f} (not judged {s['skipped']}) TPR={s['tpr']:.3f} localised={s['localised']:.3f} per kind {s['localised_per_kind']}")

@@ -138,6 +138,11 @@ class MotionConfig:
     judge_min_share: float = 0.5  # both shoulders confident in this share of the window
     max_incoherence: float = 0.25  # median log change of eye distance plus shoulder width over baseline_s
     limb_min_share: float = 0.4  # a limb seen in less of the judged frames is not judged
+    # Version 10: a second, independent pose model ("movenet-lightning", "movenet-thunder"; "" for
+    # MediaPipe alone) and the two-model rule: a check on one model's track counts only as far as
+    # the other model also reads breakage on the same limb within confirm_tolerance_s
+    second_model: str = ""
+    confirm_tolerance_s: float = 0.15
 
 
 def _frames(seconds: float, fps: float, minimum: int = 1) -> int:
@@ -812,6 +817,71 @@ def _limbs_judged(visible: np.ndarray, judged: np.ndarray, min_share: float) -> 
     return {**ok, "arms": ok["left_arm"] and ok["right_arm"], "legs": ok["left_leg"] and ok["right_leg"], "body": True}
 
 
+def _limb_evidence(checks: dict[str, dict[str, np.ndarray]], win: int) -> dict[str, np.ndarray]:
+    """Per limb (``left_arm`` ..., ``arms``, ``legs``, ``body``) the worst severity of any check on
+    it within ``win`` frames either side ``(T,)``; ``body`` and the pairs take every part they
+    cover. NaN where the model judged nothing there."""
+    pairs = {"arms": ("left_arm", "right_arm"), "legs": ("left_leg", "right_leg")}
+    worst: dict[str, list[np.ndarray]] = {}
+    for parts in checks.values():
+        for part, sev in parts.items():
+            limb = _limb_of(part)
+            names = {limb, "body", *pairs.get(limb, ())}
+            names |= {pair for pair, members in pairs.items() if limb in members}
+            for name in names:
+                worst.setdefault(name, []).append(sev)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {limb: _rolling(np.nanmax(np.stack(sevs), 0), 2 * win + 1, "max") for limb, sevs in worst.items()}
+
+
+def confirmed_checks(first: dict[str, dict[str, np.ndarray]], second: dict[str, dict[str, np.ndarray]], fps: float,
+                     config: MotionConfig | None = None, **options: Any) -> dict[str, dict[str, np.ndarray]]:
+    """The two-model rule (version 10): checks ``{check: {part: (T,)}}`` of two independent pose
+    models' tracks of one video -> one set of the same shape, where each model's severity is
+    capped by the other's evidence on the same limb (its worst check there within
+    ``confirm_tolerance_s``): ``min(own, other)``, the larger over the two models. So a check
+    fires only where both models read breakage on that limb at that time; breakage one model
+    alone reads (the other sees the limb as sound, or nothing) stays under the threshold: tracker
+    uncertainty (:func:`tracker_uncertain`). The two need not agree on the check: a forearm one
+    model reads as stretched the other may read as a jump, and ``cut`` (MediaPipe's mask only) is
+    confirmed by the other model's evidence on its limb."""
+    o = with_options(MotionConfig, config, options, "confirmed_checks")
+    win = _frames(o.confirm_tolerance_s, fps, 1)
+    evidence = (_limb_evidence(second, win), _limb_evidence(first, win))
+    out: dict[str, dict[str, np.ndarray]] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for own, other in zip((first, second), evidence):
+            for check, parts in own.items():
+                for part, sev in parts.items():
+                    weight = other.get(_limb_of(part))
+                    if weight is None:
+                        continue
+                    both = np.fmin(np.where(np.isnan(weight), np.nan, sev), weight)
+                    prev = out.setdefault(check, {}).get(part)
+                    out[check][part] = both if prev is None else np.fmax(prev, both)
+    t = next(len(sev) for parts in (*first.values(), *second.values()) for sev in parts.values())
+    for check, parts in (*first.items(), *second.items()):  # every part of either, NaN where unconfirmable
+        for part in parts:
+            out.setdefault(check, {}).setdefault(part, np.full(t, np.nan))
+    return out
+
+
+def tracker_uncertain(checks: dict[str, dict[str, np.ndarray]], confirmed: dict[str, dict[str, np.ndarray]],
+                      model: str, threshold: float, gap: int) -> list[dict[str, Any]]:
+    """Where one model's check fires but the two-model rule does not: ``[{model, kind, start, end,
+    score}]`` (the frames are the model's, reported, not flagged)."""
+    out = []
+    for check, parts in checks.items():
+        for part, sev in parts.items():
+            agreed = confirmed.get(check, {}).get(part)
+            lone = np.where(np.nan_to_num(agreed, nan=0.0) >= threshold, np.nan, sev) if agreed is not None else sev
+            out.extend({"model": model, "kind": e.kind, "start": e.start, "end": e.end, "score": round(e.score, 3)}
+                       for e in series_events(lone, threshold, gap, f"{check}:{part}"))
+    return sorted(out, key=lambda u: (u["start"], -u["score"]))
+
+
 def motion_series(checks: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
     """``(T,)`` worst severity over all checks and parts (NaN where nothing was defined)."""
     stack = np.stack([s for parts in checks.values() for s in parts.values()])
@@ -836,7 +906,7 @@ class MotionDetector(BaseDetector):
     failure_mode: ClassVar[str] = "dance-motion breakage: stretched, detached, teleported or swapped limbs"
     requires: ClassVar[frozenset[str]] = frozenset({"pose"})
     higher_is_worse: ClassVar[bool] = True
-    version: ClassVar[str] = "9"
+    version: ClassVar[str] = "10"
     units: ClassVar[str] = "multiples of the check threshold"
     score_meaning: ClassVar[str] = (
         "Worst kinematic violation of the tracked person as a multiple of its threshold "
@@ -854,21 +924,40 @@ class MotionDetector(BaseDetector):
             return DetectorResult.skipped("no pose track", t)
         if pose.landmarks.shape[0] != t:
             raise ShapeError(f"{video.path} pose landmarks", f"({t}, 33, 4)", pose.landmarks.shape)
+        second = None
+        if self.options.second_model:
+            second = second_pose_track(video.frames, self.options.second_model)
+        return self.score_tracks(video.fps, t, pose, second)
+
+    def score_tracks(self, fps: float, t: int, pose: PoseTrack, second: PoseTrack | None = None) -> DetectorResult:
+        """Score ``pose`` (MediaPipe's track ``(T, 33, 4)``) alone, or with ``second`` (another
+        model's track of the same frames) under the two-model rule (:func:`confirmed_checks`)."""
         if not pose.present.any():
             return DetectorResult.skipped("no person found", t)
         o = self.options
-        judged, why = judged_frames(pose.landmarks, pose.image_size, video.fps, o)
-        checks = motion_checks(pose.landmarks, pose.image_size, video.fps, pose.limb_mask, o, judged=judged)
-        series = motion_series(checks)
+        judged, why = judged_frames(pose.landmarks, pose.image_size, fps, o)
+        checks = motion_checks(pose.landmarks, pose.image_size, fps, pose.limb_mask, o, judged=judged)
         judge_stats = {"person_frames": int(pose.present.sum()), "judged_frames": int(judged.sum()),
                        "not_judged": {k: round(v, 3) for k, v in why.items()}}
+        threshold = float(o.threshold)
+        gap = _frames(o.merge_gap_s, fps)
+        uncertain: list[dict[str, Any]] = []
+        if second is not None:
+            if second.landmarks.shape[0] != t:
+                raise ShapeError("second pose landmarks", f"({t}, 33, 4)", second.landmarks.shape)
+            judged2, _ = judged_frames(second.landmarks, second.image_size, fps, o)
+            checks2 = motion_checks(second.landmarks, second.image_size, fps, second.limb_mask, o, judged=judged2)
+            judge_stats["judged_frames_second"] = int(judged2.sum())
+            both = confirmed_checks(checks, checks2, fps, o)
+            uncertain = (tracker_uncertain(checks, both, "first", threshold, gap)
+                         + tracker_uncertain(checks2, both, "second", threshold, gap))
+            checks = both
+        series = motion_series(checks)
         if not np.isfinite(series).any():
             result = DetectorResult.skipped("not judged: no credible body in the pose track (torso unsure or "
                                             "head and shoulders incoherent)", t)
             result.stats.update(judge_stats)
             return result
-        threshold = float(o.threshold)
-        gap = _frames(o.merge_gap_s, video.fps)
         events: list[Event] = []
         fired: dict[str, int] = {}
         for check, parts in checks.items():
@@ -884,9 +973,26 @@ class MotionDetector(BaseDetector):
             "events_per_check": fired,
             "worst_per_check": {c: _nanmax(p) for c, p in checks.items()},
             **judge_stats,
-            "fps": float(video.fps),
+            "fps": float(fps),
         }
+        if second is not None:
+            stats["tracker_uncertain"] = uncertain
+            stats["uncertain_frames"] = int(len({f for u in uncertain for f in range(u["start"], u["end"] + 1)}))
         return DetectorResult(score=score, flagged=score >= threshold, series=series, events=events, stats=stats)
+
+
+def second_pose_track(frames, model: str) -> PoseTrack:
+    """The second model's track of a video's frames ``(T, 3, H, W)`` uint8 (:class:`evalkit.Video`'s
+    layout): ``model`` is ``"movenet-lightning"`` or ``"movenet-thunder"``."""
+    from evalkit.movenet import movenet_pose_track
+
+    family, _, variant = model.partition("-")
+    if family != "movenet" or variant not in ("lightning", "thunder"):
+        raise ValueError(f"expected second_model 'movenet-lightning' or 'movenet-thunder', got {model!r}")
+    import torch
+
+    hwc = torch.as_tensor(frames).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    return movenet_pose_track(hwc, variant)
 
 
 def _nanmax(parts: dict[str, np.ndarray]) -> float | None:

@@ -13,9 +13,9 @@ letterboxes each frame to a square, runs the model on batches of frames, and ret
 ``(T, 17, 3)`` as ``(x, y, score)`` normalised to the frame. :func:`movenet_pose_track` puts them
 in a :class:`~evalkit.PoseTrack` ``(T, 33, 4)`` at MediaPipe's indices (:data:`COCO_TO_MEDIAPIPE`),
 the other 16 points unseen (visibility 0), so that the motion checks read either model's track.
-With ``refine=True`` a second pass runs on a square crop around the first pass's person (the
-MoveNet authors' cropping): a person a quarter of the frame high or less is seen at the model's
-full input size.
+Where the person found is small (under half the frame), a second pass runs on a square crop
+around them (the MoveNet authors' cropping): a person a quarter of the frame high or less is seen
+at the model's full input size.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from evalkit._types import PoseTrack
 from evalkit.errors import ModelWeightsMissingError
 
 __all__ = ["COCO_KEYPOINTS", "COCO_TO_MEDIAPIPE", "MODELS_ENV", "MoveNet", "model_dir", "movenet_keypoints",
-           "movenet_pose_track", "person_boxes"]
+           "movenet_pose_track", "person_boxes", "pose_on_person_crops"]
 
 MODELS_ENV = "EVALKIT_MOVENET_DIR"
 VARIANTS = {"lightning": "movenet-lightning.json", "thunder": "movenet-thunder.json"}
@@ -94,8 +94,7 @@ class MoveNet(nn.Module):
     @classmethod
     def from_pretrained(cls, variant: str = "thunder", device: str | torch.device = "cpu") -> "MoveNet":
         """Load ``variant`` from :func:`model_dir` onto ``device`` (eval mode)."""
-        graph, _ = _read(variant)
-        return cls(graph).to(device).eval()
+        return cls(_read(str(model_path(variant)))).to(device).eval()
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -123,8 +122,8 @@ class MoveNet(nn.Module):
 
 
 @lru_cache(maxsize=4)
-def _read(variant: str):
-    return read_graph(model_path(variant)), None
+def _read(path: str) -> TfjsGraph:
+    return read_graph(path)
 
 
 @lru_cache(maxsize=4)
@@ -203,17 +202,21 @@ def _run_boxes(model: MoveNet, frames: torch.Tensor, boxes: torch.Tensor, batch:
 
 
 def movenet_keypoints(frames: np.ndarray | torch.Tensor, variant: str = "thunder", device: str | None = None,
-                      refine: bool = True, batch: int = 32, model: MoveNet | None = None) -> np.ndarray:
+                      refine_below: float = 0.5, batch: int = 32, model: MoveNet | None = None) -> np.ndarray:
     """MoveNet over ``(T, H, W, 3)`` uint8 RGB frames -> ``(T, 17, 3)`` float32 ``(x, y, score)``,
-    x and y normalised to the frame. Each frame is letterboxed to a square; with ``refine`` the
-    model runs again on a square crop around the person it found (small people in wide shots)."""
+    x and y normalised to the frame. Each frame is letterboxed to a square; where the person found
+    is smaller than ``refine_below`` of the frame's longer side (0: never), the model runs again on
+    a square crop around them (:func:`person_boxes`): small people in wide shots."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model or _cached_model(variant, str(device))
     frames_t = _as_tensor(frames, device)
     n, h, w, _ = frames_t.shape
     kp = _run_boxes(model, frames_t, letterbox_boxes(n, w, h, device), batch)
-    if refine and n:
-        kp = _run_boxes(model, frames_t, person_boxes(kp, w, h), batch)
+    if refine_below > 0 and n:
+        boxes = person_boxes(kp, w, h)
+        small = torch.nonzero(boxes[:, 2] < refine_below * max(w, h)).flatten()
+        if len(small):
+            kp[small] = _run_boxes(model, frames_t[small], boxes[small], batch)
     return kp.cpu().numpy().astype(np.float32)
 
 
@@ -231,16 +234,56 @@ class VisibilityMap:
         return np.interp(score, [0.0, self.score_seen, self.score_sure, 1.0], [0.0, 0.6, 0.8, 1.0]).astype(np.float32)
 
 
-def movenet_pose_track(frames: np.ndarray, variant: str = "thunder", device: str | None = None, refine: bool = True,
+def movenet_pose_track(frames: np.ndarray, variant: str = "thunder", device: str | None = None, refine_below: float = 0.5,
                        visibility: VisibilityMap = VisibilityMap(), keypoints: np.ndarray | None = None) -> PoseTrack:
     """MoveNet's keypoints as a :class:`~evalkit.PoseTrack` ``(T, 33, 4)`` (MediaPipe's indices;
     z = 0; the 16 points MoveNet lacks sit on the nose at visibility 0) over ``(T, H, W, 3)``
     uint8 frames. ``keypoints``: a ``(T, 17, 3)`` result of :func:`movenet_keypoints` to reuse.
     No limb mask (the ``cut`` check does not run on it)."""
     t, h, w, _ = frames.shape
-    kp = movenet_keypoints(frames, variant, device, refine) if keypoints is None else keypoints
+    kp = movenet_keypoints(frames, variant, device, refine_below) if keypoints is None else keypoints
     lm = np.zeros((t, 33, 4), np.float32)
     lm[..., :2] = kp[:, :1, :2]
     lm[:, COCO_TO_MEDIAPIPE, :2] = kp[..., :2]
     lm[:, COCO_TO_MEDIAPIPE, 3] = visibility(kp[..., 2])
     return PoseTrack(lm, (w, h))
+
+
+def pose_on_person_crops(frames: np.ndarray, keypoints: np.ndarray, options=None, small_below: float = 0.5,
+                         size: int = 320, smooth_s: float = 0.5, fps: float = 25.0) -> PoseTrack | None:
+    """MediaPipe's pose run on square crops around the person MoveNet found, for small people in
+    wide shots (MediaPipe's own detector finds nobody a quarter of the frame high or less).
+
+    ``frames`` ``(T, H, W, 3)`` uint8, ``keypoints`` ``(T, 17, 3)`` from :func:`movenet_keypoints`.
+    The crop boxes (:func:`person_boxes`) are smoothed over ``smooth_s`` (a running median: the
+    pose graph tracks across frames) and each crop is resampled to ``size`` px. Returns the track
+    in the frame's coordinates (z rescaled, the limb mask profile as sampled in the crop), or None
+    when the person is not small (median box side >= ``small_below`` of the frame's longer side)
+    or not found in half the frames."""
+    import cv2
+
+    from evalkit.landmarks import LandmarkOptions, extract_pose
+
+    t, h, w, _ = frames.shape
+    boxes = person_boxes(keypoints, w, h).numpy().astype(np.float64)
+    found = (np.asarray(keypoints)[..., 2] >= 0.2).sum(1) >= 3
+    if found.mean() < 0.5 or np.median(boxes[found, 2]) >= small_below * max(w, h):
+        return None
+    half = max(1, int(round(smooth_s * fps / 2)))
+    padded = np.concatenate([boxes[found][:1].repeat(half, 0), np.where(found[:, None], boxes, np.nan),
+                             boxes[found][-1:].repeat(half, 0)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1, axis=0)
+    boxes = np.nanmedian(windows, -1)
+    boxes = np.where(np.isfinite(boxes), boxes, np.nanmedian(boxes, 0))
+    crops = np.empty((t, size, size, 3), np.uint8)
+    for i, (x0, y0, side, _) in enumerate(boxes):  # one affine warp per frame, as the pose graph reads frames
+        s = size / side
+        m = np.float32([[s, 0, -x0 * s], [0, s, -y0 * s]])
+        crops[i] = cv2.warpAffine(frames[i], m, (size, size), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_CONSTANT)
+    track = extract_pose(crops, options or LandmarkOptions())
+    lm = track.landmarks.copy()
+    lm[..., 0] = (boxes[:, None, 0] + lm[..., 0] * boxes[:, None, 2]) / w
+    lm[..., 1] = (boxes[:, None, 1] + lm[..., 1] * boxes[:, None, 3]) / h
+    lm[..., 2] = lm[..., 2] * boxes[:, None, 2] / w
+    return PoseTrack(lm.astype(np.float32), (w, h), track.limb_mask)

@@ -751,3 +751,80 @@ def test_mediapipe_mask_profile_leaves_the_landmarks_unchanged():
     np.testing.assert_array_equal(with_mask.landmarks, without.landmarks)
     forearms = with_mask.limb_mask[:, 2:4].astype(float)
     assert np.nanmedian(forearms) > 0.5  # the puppet's arms are person in its mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Version 10: a second pose model and the two-model rule
+
+
+def _pair(first: np.ndarray, second: np.ndarray, fps: float, **config):
+    det = MotionDetector(**config)
+    return det.score_tracks(fps, len(first), PoseTrack(first, (W, H)), PoseTrack(second, (W, H)))
+
+
+def _on_left_arm(kind: str) -> bool:
+    from evalkit.detectors.motion import _limb_of
+
+    return _limb_of(kind.split(":")[1]) == "left_arm"
+
+
+def _second_model_view(lm: np.ndarray, seed: int = 7) -> np.ndarray:
+    """The same body as another model reads it: its own jitter, the 16 points MoveNet lacks unseen."""
+    out = lm.copy()
+    out[..., :2] += np.random.default_rng(seed).normal(0, 1.5 / W, out[..., :2].shape)
+    lacking = [i for i in range(33) if i not in (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)]
+    out[:, lacking, 3] = 0.0
+    return out
+
+
+@pytest.mark.parametrize("fps", [8.0, 24.0])
+def test_breakage_both_models_see_is_flagged(fps):
+    broken = _broken_arm(fps)
+    r = _pair(broken, _second_model_view(broken), fps)
+    assert r.flagged and all(_on_left_arm(e.kind) for e in r.events), (r.score, r.events)
+    assert {e.kind for e in run(broken, fps).events} <= {e.kind for e in r.events}
+
+
+@pytest.mark.parametrize("fps", [8.0, 24.0])
+def test_breakage_one_model_alone_reads_is_tracker_uncertainty(fps):
+    """One tracker stretches the forearm, the other sees the arm whole: reported, not flagged."""
+    clean = dancer(fps)
+    broken = _broken_arm(fps)
+    for first, second, lone in ((broken, _second_model_view(clean), "first"), (clean, _second_model_view(broken), "second")):
+        r = _pair(first, second, fps)
+        assert not r.flagged, (r.score, r.events)
+        uncertain = r.stats["tracker_uncertain"]
+        assert uncertain and all(u["model"] == lone and _on_left_arm(u["kind"]) for u in uncertain), uncertain
+        assert r.stats["uncertain_frames"] > 0
+    alone = run(broken, fps)
+    assert alone.flagged  # the same track alone is flagged: the rule is what holds it back
+
+
+def test_two_models_on_a_clean_dance():
+    clean = dancer(12.0)
+    r = _pair(clean, _second_model_view(clean), 12.0)
+    assert not r.flagged and r.stats["tracker_uncertain"] == [] and r.stats["uncertain_frames"] == 0
+
+
+def test_confirmed_checks_cap_each_by_the_others_evidence():
+    from evalkit.detectors.motion import confirmed_checks
+
+    t = 20
+    strong = np.zeros(t)
+    strong[8:11] = 4.0
+    half = np.zeros(t)
+    half[9] = 1.5
+    first = {"jump": {"left_forearm": strong, "right_forearm": np.zeros(t)}}
+    second = {"teleport": {"left_wrist": half}, "cut": {}}
+    both = confirmed_checks(first, second, 10.0)
+    # min(4, 1.5) within confirm_tolerance_s (0.15 s -> 2 frames) of the other's evidence
+    assert both["jump"]["left_forearm"][7:13].tolist() == [0.0, 1.5, 1.5, 1.5, 0.0, 0.0]
+    assert np.isnan(both["jump"]["right_forearm"]).all()  # the other model judged nothing on that arm
+    assert both["teleport"]["left_wrist"][9] == 1.5  # and the other way round
+
+
+def test_second_model_option_is_checked():
+    with pytest.raises(ValueError, match="movenet-lightning"):
+        from evalkit.detectors.motion import second_pose_track
+
+        second_pose_track(torch.zeros((2, 3, 8, 8), dtype=torch.uint8), "openpose")
