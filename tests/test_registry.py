@@ -56,7 +56,7 @@ RELEASED_DEFAULT_HASHES = {
     "confetti": "c7331596b455be15",  # version 3 (#18): fine_specks
     "expression": "570d4e3bd1e88a5d",
     "framediff": "a24e66ac9b66d0c4",
-    "motion": "24f1288a9e3eb3e2",
+    "motion": "b2c9d35c425aeea6",  # version 10 (#19): second_model, confirm_tolerance_s
     "temporal_flickering": "7a897699d1aadda1",
 }
 
