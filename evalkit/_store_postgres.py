@@ -12,7 +12,7 @@ import re
 from typing import Any, Callable, Iterable
 
 from evalkit.errors import StoreError
-from evalkit.store import SCHEMA_VERSION, SQLStore, _migrate
+from evalkit._store_sql import SCHEMA_VERSION, SQLStore, _migrate
 
 # Version 1 of the schema in PostgreSQL types (REAL would be 4-byte here, so DOUBLE PRECISION).
 _POSTGRES_SCHEMA_V1 = [
