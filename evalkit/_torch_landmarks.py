@@ -655,6 +655,7 @@ class _PoseStepper:
 # Many videos
 
 
+@torch.inference_mode()
 def extract_many(videos: Sequence[np.ndarray], face: bool, pose: bool,
                  settings: TorchLandmarkSettings = TorchLandmarkSettings(),
                  engine: TorchEngine | None = None) -> list[tuple[FaceTrack | None, PoseTrack | None]]:
