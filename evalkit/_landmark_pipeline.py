@@ -174,8 +174,7 @@ def crop(frame: np.ndarray, roi: Roi, size: int, value_range: tuple[float, float
     out = cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT if border_zero else cv2.BORDER_REPLICATE)
     lo, hi = value_range
-    tensor = out.astype(np.float32)
-    tensor *= np.float32((hi - lo) / 255.0)
+    tensor = np.multiply(out, np.float32((hi - lo) / 255.0), dtype=np.float32)
     if lo:
         tensor += np.float32(lo)
     return tensor
