@@ -95,12 +95,9 @@ def plan_pools(
 class _Decoder:
     """Decode actor: a file path in, ``(video, (frames, fps, width, height))`` or ``(None, error)`` out."""
 
-    def __init__(self, options: DecodeOptions) -> None:
-        self.options = options
-
-    def decode(self, path: str, digest: str) -> tuple[Any, Any]:
+    def decode(self, path: str, digest: str, options: DecodeOptions) -> tuple[Any, Any]:
         try:
-            video = decode_video(path, self.options, digest)
+            video = decode_video(path, options, digest)
         except VideoDecodeError as exc:
             return None, str(exc)
         return video, (video.num_frames, video.fps, video.size[0], video.size[1])
@@ -116,7 +113,7 @@ class _Scorer:
         import torch
 
         if ray.get_gpu_ids():
-            runner.detectors = [_on_device(d, "cuda") for d in runner.detectors]
+            runner = runner.worker_copy(device="cuda")  # Ray sets CUDA_VISIBLE_DEVICES to its share
         else:
             torch.set_num_threads(threads)  # a CPU actor keeps to its share; several share a node
         self.runner = runner
@@ -133,13 +130,6 @@ class _Scorer:
 
     def pid(self) -> int:
         return os.getpid()
-
-
-def _on_device(detector: Any, device: str) -> Any:
-    # Built again on the GPU from its own options (same config hash, so the same result key).
-    if hasattr(detector, "config") and hasattr(detector, "device"):
-        return type(detector)(device=device, **detector.config)
-    return detector
 
 
 @dataclass
@@ -161,6 +151,7 @@ class _Slot:
     lost: bool = False  # it died; no work until a probe call answers (Ray restarts it)
     probe: Any = None  # ObjectRef of that probe call
     probe_at: float = 0.0  # when to probe again after a probe failed (still restarting)
+    lost_at: float = 0.0  # when it was lost
 
     def free(self, depth: int) -> bool:
         return not self.lost and self.load < depth
@@ -176,6 +167,7 @@ class RayEngine:
         gpu_per_model_worker: the GPU fraction each model actor reserves when there are GPUs.
         depth: videos a decode actor holds at once (one decoding, the next queued).
         max_retries: times a video is handed out again after its worker died.
+        restart_timeout_s: how long a whole pool may stay dead before the run gives up.
     """
 
     def __init__(
@@ -186,6 +178,7 @@ class RayEngine:
         gpu_per_model_worker: float = 0.5,
         depth: int = 2,
         max_retries: int = 3,
+        restart_timeout_s: float = 300.0,
     ) -> None:
         self.address = address
         self.decode_workers = decode_workers
@@ -193,6 +186,7 @@ class RayEngine:
         self.gpu_per_model_worker = gpu_per_model_worker
         self.depth = depth
         self.max_retries = max_retries
+        self.restart_timeout_s = restart_timeout_s
         self.plan: PoolPlan | None = None
         self.decoders: list[Any] = []
         self.scorers: list[Any] = []
@@ -215,10 +209,12 @@ class RayEngine:
         log.info("ray engine: %s", plan)
         # max_restarts=-1: a dead actor comes back; its unfinished work is re-sent by the driver
         # (max_task_retries=0), which counts the tries and turns a video that kills workers into an error.
-        decoder = ray.remote(num_cpus=plan.decode_cpus, max_restarts=-1, max_task_retries=0)(_Decoder)
-        scorer = ray.remote(num_cpus=plan.model_cpus, num_gpus=plan.model_gpus, max_restarts=-1, max_task_retries=0)(_Scorer)
+        # SPREAD: each pool over every node, so that no node's cores sit idle.
+        common = {"max_restarts": -1, "max_task_retries": 0, "scheduling_strategy": "SPREAD"}
+        decoder = ray.remote(num_cpus=plan.decode_cpus, **common)(_Decoder)
+        scorer = ray.remote(num_cpus=plan.model_cpus, num_gpus=plan.model_gpus, **common)(_Scorer)
         threads = max(1, int(plan.model_cpus))
-        self.decoders = [decoder.remote(runner.decode) for _ in range(plan.decode_workers)]
+        self.decoders = [decoder.remote() for _ in range(plan.decode_workers)]
         self.scorers = [scorer.remote(runner.worker_copy(), threads) for _ in range(plan.model_workers)]
 
     def close(self) -> None:
@@ -254,7 +250,8 @@ class RayEngine:
             for slot in decoders:
                 while waiting and slot.free(self.depth) and len(decoded) + len(decoding) < buffer:
                     work = waiting.popleft()
-                    work.video, meta = slot.actor.decode.options(num_returns=2).remote(work.job.item.path, work.job.digest)
+                    work.video, meta = slot.actor.decode.options(num_returns=2).remote(
+                        work.job.item.path, work.job.digest, runner.decode_options(work.job))
                     decoding[meta] = (work, slot)
                     slot.load += 1
             for slot in scorers:
@@ -275,7 +272,12 @@ class RayEngine:
                     lost = yield from self._decoded(work_or_batch, ref, waiting, decoded, on_decoded)
                 else:
                     lost = yield from self._scored(work_or_batch, ref, waiting)
-                slot.lost |= lost
+                if lost and not slot.lost:
+                    slot.lost, slot.lost_at = True, time.monotonic()
+            for pool, slots in (("decode", decoders), ("model", scorers)):
+                if all(s.lost and time.monotonic() - s.lost_at > self.restart_timeout_s for s in slots):
+                    raise EvalkitError(f"every {pool} worker has been lost for over {self.restart_timeout_s:g} s and none "
+                                       "came back: the cluster cannot place them (see `ray status`)")
 
     def _decoded(self, work: _Work, ref: Any, waiting: deque, decoded: deque, on_decoded: Callable) -> Iterator[tuple[Any, str, Any, str | None]]:
         """Handles a finished decode; returns True when its worker was lost."""

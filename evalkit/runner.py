@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from evalkit._types import DetectorResult, FaceTrack, PoseTrack, Video, VideoInputs
-from evalkit.detector import Detector, detector_side
+from evalkit.detector import BaseDetector, Detector, detector_side
 from evalkit.errors import EvalkitError, VideoDecodeError
 from evalkit.landmarks import LandmarkOptions, LandmarkPool
 from evalkit.layout import VideoItem
@@ -226,10 +226,16 @@ class Runner:
         # Videos planned together; an engine that streams keeps its pools busy across more.
         self.chunk_size = batch_size if self.engine is None else max(batch_size, 256)
 
-    def worker_copy(self) -> Runner:
+    def worker_copy(self, device: str | None = None) -> Runner:
         """A local, in-process runner with the same detectors and options: what an engine's
-        worker scores decoded videos with (:meth:`score_decoded`)."""
-        return Runner(self.detectors, self.decode, workers=0, batch_size=self.batch_size, landmark_options=self.landmark_options)
+        worker scores decoded videos with (:meth:`score_decoded`). With ``device`` (a GPU
+        worker's ``"cuda"``) its detectors and torch landmarks run there; the landmark backend,
+        and so every result key, stays the one this run chose."""
+        detectors, options = self.detectors, self.landmark_options
+        if device is not None:
+            detectors = [type(d)(device=device, **d.config) if isinstance(d, BaseDetector) else d for d in detectors]
+            options = dataclasses.replace(options, device=device)
+        return Runner(detectors, self.decode, workers=0, batch_size=self.batch_size, landmark_options=options)
 
     def close(self) -> None:
         self.pool.close()
@@ -312,7 +318,7 @@ class Runner:
         decoded: list[_Job] = []
         for job in jobs:
             try:
-                job.video = decode_video(job.item.path, _with_sides(self.decode, job.todo), job.digest)
+                job.video = decode_video(job.item.path, self.decode_options(job), job.digest)
             except VideoDecodeError as exc:
                 for outcome in self._fail_all(job.item, job.todo, str(exc), store):
                     yield job, _by_name(job.todo, outcome.detector), outcome
@@ -334,6 +340,10 @@ class Runner:
             if store is not None:
                 store.put_result(_key(job.digest, detector, job.item.prompt, self.landmarks), result)
             yield job, detector, Outcome(job.item, name, result)
+
+    def decode_options(self, job: _Job) -> DecodeOptions:
+        """How ``job``'s video is decoded: the run's size plus the sizes its pending detectors declare."""
+        return _with_sides(self.decode, job.todo)
 
     def decoded_job(self, item: VideoItem, digest: str, todo: Sequence[str], video: Video) -> _Job:
         """A job for :meth:`score_decoded` from what an engine's worker has: the item, its

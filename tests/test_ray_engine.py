@@ -167,6 +167,37 @@ def test_killed_model_worker_its_work_is_redone_and_every_row_written_once(ray_c
         assert store.errors_frame().empty
 
 
+def test_killed_decode_worker_its_video_is_decoded_again(ray_cluster, small_root, monkeypatch):
+    from evalkit._ray_engine import RayEngine
+    from evalkit.layout import scan_root
+    from evalkit.runner import Runner, resolve_detectors
+    from evalkit.store import SQLStore, open_store
+
+    engine = RayEngine(decode_workers=1, model_workers=1)
+    decoded = threading.Event()
+    real_put_item = SQLStore.put_item
+    monkeypatch.setattr(SQLStore, "put_item", lambda self, item: decoded.set() or real_put_item(self, item))
+    items = scan_root(small_root).items
+    full = DecodeOptions(max_side=256)  # whole clips: the decoder is still busy with the next one
+
+    with open_store(None, root=small_root) as store, Runner(resolve_detectors(["framediff"]), decode=full,
+                                                            batch_size=1, engine=engine) as runner:
+        engine.start(runner)
+        pid = ray_cluster.get(engine.decoders[0].pid.remote())
+
+        def kill_decoder() -> None:  # once the first video is decoded, with the next in its hands
+            decoded.wait(timeout=120)
+            os.kill(pid, signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_decoder, daemon=True)
+        killer.start()
+        outcomes = list(runner.run(items, store))
+        killer.join(timeout=30)
+        assert engine.handed_out_again >= 1
+        assert [o.error for o in outcomes] == [None] * 4
+        assert len(store.results_frame()) == 4 and store.errors_frame().empty
+
+
 def test_progress_counts_clips_on_both_engines(ray_cluster, clips, capsys):
     import evalkit
 
