@@ -13,7 +13,7 @@ motion (landmark workers as the CLI picks them), wall seconds per 5 s of video p
 (target <= 2 s). Backends alternate, and the fastest of ``--runs`` passes counts.
 
 torch (issue #16): per clip, ``--videos`` copies of the clip step through time together
-(``evalkit._torch_landmarks.extract_many``) with ``--threads`` torch threads on ``--device``, in
+(``evalkit.landmarks.extract_torch``) with ``--threads`` torch threads on ``--device``, in
 the same run as the others. Then the torch models alone in batches of ``--batch`` (the GPU
 targets: >= 5,000 face-mesh and >= 2,000 pose frames/s at 256) and the projection of a
 VBench-sized sweep (4,719 clips of 5 s at 24 fps, face and pose) from the per-clip rates: CPU
@@ -58,19 +58,20 @@ def torch_rates(frames, args) -> dict[str, float]:
     clip stepping through time together (fastest of ``--runs``)."""
     import torch
 
-    from evalkit import _torch_landmarks as tl
+    from evalkit._torch_landmarks import TorchEngine
+    from evalkit.landmarks import LandmarkOptions, extract_torch
 
     torch.set_num_threads(args.threads)
-    settings = tl.TorchLandmarkSettings(device=args.device)
-    engine = tl.TorchEngine(args.device)
+    options = LandmarkOptions(backend="torch", device=args.device)
+    engine = TorchEngine(args.device)
     videos = [frames] * args.videos
     out = {}
     for kind in ("face", "pose"):
-        tl.extract_many([frames[:2]], kind == "face", kind == "pose", settings, engine)  # load, warm up
+        extract_torch([frames[:2]], kind == "face", kind == "pose", options, engine=engine)  # load, warm up
         best = 1e9
         for _ in range(args.runs):
             start = time.perf_counter()
-            tl.extract_many(videos, kind == "face", kind == "pose", settings, engine)
+            extract_torch(videos, kind == "face", kind == "pose", options, engine=engine)
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
             best = min(best, time.perf_counter() - start)

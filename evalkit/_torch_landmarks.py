@@ -28,9 +28,8 @@ import numpy as np
 import torch
 
 from evalkit import _landmark_pipeline as lp
-from evalkit._types import FaceTrack, PoseTrack
 
-__all__ = ["TorchEngine", "TorchModel", "extract_many", "TorchLandmarkSettings"]
+__all__ = ["TorchEngine", "TorchLandmarkPool", "TorchLandmarkSettings", "TorchModel", "VideoLandmarks", "extract_many"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -319,6 +318,11 @@ class TorchLandmarkSettings:
     dtype: str = "float32"
     # Videos stepping through time together (each step: one batch per model over them).
     videos_per_batch: int = 64
+    # Where the person mask is read along the limbs: evalkit.landmarks' LIMB_MASK_BONES,
+    # LIMB_MASK_SAMPLES and LIMB_MASK_ACROSS (landmarks.extract_torch passes them); none: no profile.
+    limb_bones: tuple[tuple[int, int], ...] = ()
+    limb_samples: int = 0
+    limb_across: tuple[float, ...] = ()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -526,12 +530,12 @@ def refine_from_heatmap(uv: torch.Tensor, heatmap: torch.Tensor, kernel: int = 7
     return torch.where(ok[..., None], refined, uv.double()).float()
 
 
-def _limb_profile(mask_prob: torch.Tensor, padded: torch.Tensor, landmarks: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+def _limb_profile(mask_prob: torch.Tensor, padded: torch.Tensor, landmarks: torch.Tensor, size: torch.Tensor,
+                  settings: TorchLandmarkSettings) -> torch.Tensor:
     """The person mask along each limb (``landmarks._limb_mask_profile_at`` batched): mask
     ``(R, 256, 256)`` probability in ROI ``padded`` ``(R, 5)``, landmarks ``(R, 33, >=2)``
     normalised, frame ``size`` ``(R, 2)`` -> ``(R, bones, samples)`` float32, NaN outside."""
-    from evalkit.landmarks import LIMB_MASK_ACROSS, LIMB_MASK_BONES, LIMB_MASK_SAMPLES
-
+    LIMB_MASK_BONES, LIMB_MASK_SAMPLES, LIMB_MASK_ACROSS = settings.limb_bones, settings.limb_samples, settings.limb_across
     dev = mask_prob.device
     wh = size.double()
     pts = landmarks[..., :2].double() * wh[:, None]
@@ -580,8 +584,10 @@ def _bilinear_zero(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
 class _PoseStepper:
     """Pose for many videos, one time step at a time (PoseTracker, batched)."""
 
-    def __init__(self, engine: TorchEngine, settings: lp.PoseSettings, videos: int) -> None:
+    def __init__(self, engine: TorchEngine, settings: lp.PoseSettings, videos: int,
+                 limbs: TorchLandmarkSettings | None = None) -> None:
         self.settings = settings
+        self.limbs = limbs if limbs is not None and limbs.limb_bones and settings.mask else None
         self.detector = _BatchedDetector(POSE_DETECTOR, engine(POSE_DETECTOR.model), settings.min_detection_confidence)
         self.landmark = engine("pose_landmark_full")
         self.device = engine.device
@@ -593,8 +599,6 @@ class _PoseStepper:
     def step(self, bank: FrameBank, active: np.ndarray):
         """-> landmarks ``(A, 33, 4)`` (NaN where no person) and limb-mask profiles
         ``(A, bones, samples)`` (or None) for the active videos."""
-        from evalkit.landmarks import LIMB_MASK_BONES, LIMB_MASK_SAMPLES
-
         n = len(active)
         t = self.frame_index[active] * 0.033333
         self.frame_index[active] += 1
@@ -611,8 +615,8 @@ class _PoseStepper:
             roi[which[found]] = det_roi[found]
             self.filter.reset(active[which[~found]])
         landmarks = np.full((n, 33, 4), np.nan, np.float32)
-        profile = (np.full((n, len(LIMB_MASK_BONES), LIMB_MASK_SAMPLES), np.nan, np.float32)
-                   if self.settings.mask else None)
+        profile = (np.full((n, len(self.limbs.limb_bones), self.limbs.limb_samples), np.nan, np.float32)
+                   if self.limbs is not None else None)
         go = np.flatnonzero(~np.isnan(roi[:, 0]))
         if not len(go):
             return landmarks, profile
@@ -633,7 +637,7 @@ class _PoseStepper:
         prof = None
         if profile is not None:
             prob = 0.5 + 0.5 * torch.tanh(0.5 * raw_mask[..., 0])
-            prof = _limb_profile(prob, padded, lm, size)
+            prof = _limb_profile(prob, padded, lm, size, self.limbs)
         present_np = present.cpu().numpy()
         aux = xy[:, 33:35].double().cpu().numpy()
         lm_np = lm.cpu().numpy()
@@ -655,44 +659,50 @@ class _PoseStepper:
 # Many videos
 
 
+@dataclass
+class VideoLandmarks:
+    """One video's landmarks as the graphs give them: ``faces`` per frame ``(N, 478, 3)``
+    (x, y normalised, z by width; None when not asked), ``pose`` ``(T, 33, 4)`` (NaN where no
+    person) and ``limb_mask`` ``(T, bones, samples)`` float16 (None without limb sampling)."""
+
+    faces: list[np.ndarray] | None
+    pose: np.ndarray | None
+    limb_mask: np.ndarray | None
+    image_size: tuple[int, int]
+
+
 @torch.inference_mode()
 def extract_many(videos: Sequence[np.ndarray], face: bool, pose: bool,
                  settings: TorchLandmarkSettings = TorchLandmarkSettings(),
-                 engine: TorchEngine | None = None) -> list[tuple[FaceTrack | None, PoseTrack | None]]:
+                 engine: TorchEngine | None = None) -> list[VideoLandmarks]:
     """Face mesh and/or pose for many videos, batched over videos stepping through time together.
+    ``evalkit.landmarks.extract_torch`` turns the result into FaceTrack / PoseTrack.
 
     Args:
         videos: each ``(T, H, W, 3)`` uint8 RGB (any ``T``, ``H``, ``W``).
         face, pose: which to compute.
-        settings: the pipeline's settings and the device.
+        settings: the pipeline's settings, the device, the limb sampling.
         engine: models to use (default: a :class:`TorchEngine` on ``settings.device``).
-    Returns:
-        Per video ``(FaceTrack | None, PoseTrack | None)``, as ``evalkit.landmarks.extract``.
-        Face slots are assigned by ``landmarks._track_faces`` with max_faces and the duplicate
-        IoU of the :class:`~evalkit.landmarks.LandmarkOptions` defaults.
     """
     engine = engine or TorchEngine(settings.device, getattr(torch, settings.dtype))
-    results: list[tuple[FaceTrack | None, PoseTrack | None]] = []
+    results: list[VideoLandmarks] = []
     for start in range(0, len(videos), settings.videos_per_batch):
         results += _extract_batch(videos[start:start + settings.videos_per_batch], face, pose, settings, engine)
     return results
 
 
 def _extract_batch(videos: Sequence[np.ndarray], face: bool, pose: bool, settings: TorchLandmarkSettings,
-                   engine: TorchEngine) -> list[tuple[FaceTrack | None, PoseTrack | None]]:
-    from evalkit.landmarks import LandmarkOptions, _track_faces
-
+                   engine: TorchEngine) -> list[VideoLandmarks]:
     v = len(videos)
     lengths = np.array([len(x) for x in videos])
     face_step = _FaceStepper(engine, settings.face, v, settings.face_model) if face else None
-    pose_step = _PoseStepper(engine, settings.pose, v) if pose else None
+    pose_step = _PoseStepper(engine, settings.pose, v, settings) if pose else None
     faces: list[list[np.ndarray]] = [[] for _ in range(v)]
     poses = [np.full((n, 33, 4), np.nan, np.float32) for n in lengths]
-    profiles = [None] * v
-    if pose and settings.pose.mask:
-        from evalkit.landmarks import LIMB_MASK_BONES, LIMB_MASK_SAMPLES
-
-        profiles = [np.full((n, len(LIMB_MASK_BONES), LIMB_MASK_SAMPLES), np.nan, np.float16) for n in lengths]
+    profiles: list[np.ndarray | None] = [None] * v
+    if pose_step is not None and pose_step.limbs is not None:
+        shape = (len(settings.limb_bones), settings.limb_samples)
+        profiles = [np.full((n, *shape), np.nan, np.float16) for n in lengths]
     for t in range(int(lengths.max(initial=0))):
         active = np.flatnonzero(lengths > t)
         bank = FrameBank([videos[i][t] for i in active], engine.device)
@@ -705,14 +715,8 @@ def _extract_batch(videos: Sequence[np.ndarray], face: bool, pose: bool, setting
                 poses[j][t] = lm[k]
                 if prof is not None:
                     profiles[j][t] = prof[k]
-    out = []
-    options = LandmarkOptions(max_faces=settings.face.max_faces)
-    for i, frames in enumerate(videos):
-        t, h, w, _ = frames.shape
-        ft = _track_faces(faces[i], t, (w, h), options) if face else None
-        pt = PoseTrack(landmarks=poses[i], image_size=(w, h), limb_mask=profiles[i]) if pose else None
-        out.append((ft, pt))
-    return out
+    return [VideoLandmarks(faces[i] if face else None, poses[i] if pose else None, profiles[i],
+                           (frames.shape[2], frames.shape[1])) for i, frames in enumerate(videos)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -751,11 +755,14 @@ class _BatchFuture(Future):
 class TorchLandmarkPool:
     """:class:`evalkit.landmarks.LandmarkPool`'s interface for the torch backend: ``submit``
     queues a video; the first ``result()`` asked for runs every queued video in one
-    :func:`extract_many` (videos stepping through time together), in this process."""
+    ``extract`` call (videos stepping through time together), in this process."""
 
-    def __init__(self, options, engine: TorchEngine | None = None) -> None:
+    def __init__(self, options, extract, engine: TorchEngine | None = None) -> None:
         self.settings = settings_from(options)
         self.options = options
+        # extract(videos, face, pose, engine) -> [(FaceTrack | None, PoseTrack | None)]
+        # (evalkit.landmarks.extract_torch with the run's options)
+        self.extract = extract
         self._engine = engine
         self._queue: list[tuple[np.ndarray, bool, bool, _BatchFuture]] = []
 
@@ -775,7 +782,7 @@ class TorchLandmarkPool:
         for need in sorted({(face, pose) for _, face, pose, _ in queue}):
             group = [q for q in queue if (q[1], q[2]) == need]
             try:
-                results = extract_many([q[0] for q in group], *need, self.settings, self.engine)
+                results = self.extract([q[0] for q in group], *need, self.engine)
             except Exception as exc:  # every video of the batch fails alike, as a worker's would
                 for *_, future in group:
                     future.set_exception(exc)

@@ -153,9 +153,7 @@ def extract_face(frames_hwc: np.ndarray, options: LandmarkOptions = LandmarkOpti
     """Face mesh over ``(T, H, W, 3)`` uint8 RGB frames -> :class:`FaceTrack` ``(T, F, 478, 3)``,
     with the backend of ``options.backend``."""
     if options.backend == "torch":
-        from evalkit._torch_landmarks import extract_many, settings_from
-
-        return extract_many([frames_hwc], True, False, settings_from(options))[0][0]
+        return extract_torch([frames_hwc], True, False, options)[0][0]
     if options.backend == "litert":
         return _extract_face_pipeline(frames_hwc, options, _engine(options.backend))
     import mediapipe as mp_
@@ -258,9 +256,7 @@ def extract_pose(frames_hwc: np.ndarray, options: LandmarkOptions = LandmarkOpti
     person-mask profile along each limb (``limb_mask``) when ``options.pose_limb_mask``, with the
     backend of ``options.backend``."""
     if options.backend == "torch":
-        from evalkit._torch_landmarks import extract_many, settings_from
-
-        return extract_many([frames_hwc], False, True, settings_from(options))[0][1]
+        return extract_torch([frames_hwc], False, True, options)[0][1]
     if options.backend == "litert":
         return _extract_pose_pipeline(frames_hwc, options, _engine(options.backend))
     t, h, w, _ = frames_hwc.shape
@@ -303,6 +299,35 @@ def _extract_pose_pipeline(frames_hwc: np.ndarray, options: LandmarkOptions, eng
             profile[i] = _limb_mask_profile_at(lambda x, y: mask_at(np.stack([x, y], -1).astype(np.float64)),
                                                out[i], (w, h))
     return PoseTrack(landmarks=out, image_size=(w, h), limb_mask=profile)
+
+
+def extract_torch(videos, face: bool, pose: bool, options: LandmarkOptions = LandmarkOptions(),
+                  settings: Any = None, engine: Any = None) -> list[tuple[FaceTrack | None, PoseTrack | None]]:
+    """Face and/or pose for many videos at once with the ``torch`` backend (the videos step
+    through time together, :func:`evalkit._torch_landmarks.extract_many`), on ``options.device``.
+
+    Args:
+        videos: each ``(T, H, W, 3)`` uint8 RGB, any sizes and lengths.
+        settings: a :class:`evalkit._torch_landmarks.TorchLandmarkSettings` instead of the one
+            ``options`` gives (the limb sampling is always this module's).
+        engine: a :class:`evalkit._torch_landmarks.TorchEngine` to reuse loaded models.
+    Returns:
+        Per video ``(FaceTrack | None, PoseTrack | None)``, as :func:`extract`.
+    """
+    from dataclasses import replace
+
+    from evalkit._torch_landmarks import extract_many, settings_from
+
+    settings = replace(settings or settings_from(options), limb_bones=LIMB_MASK_BONES,
+                       limb_samples=LIMB_MASK_SAMPLES, limb_across=LIMB_MASK_ACROSS)
+    out = []
+    for found in extract_many(videos, face, pose, settings, engine):
+        t = len(found.pose) if found.pose is not None else len(found.faces)
+        face_track = _track_faces(found.faces, t, found.image_size, options) if face else None
+        pose_track = (PoseTrack(landmarks=found.pose, image_size=found.image_size, limb_mask=found.limb_mask)
+                      if pose else None)
+        out.append((face_track, pose_track))
+    return out
 
 
 def extract(

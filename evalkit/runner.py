@@ -129,8 +129,10 @@ def _landmark_pool(workers: int | None, options: LandmarkOptions) -> Any:
     chunk in this process instead (evalkit._torch_landmarks.TorchLandmarkPool)."""
     if options.backend == "torch":
         from evalkit._torch_landmarks import TorchLandmarkPool
+        from evalkit.landmarks import extract_torch
 
-        return TorchLandmarkPool(options)
+        return TorchLandmarkPool(options, lambda videos, face, pose, engine: extract_torch(
+            videos, face, pose, options, engine=engine))
     return LandmarkPool(workers, options)
 
 

@@ -16,7 +16,7 @@ import torch
 
 from evalkit import _landmark_pipeline as lp
 from evalkit import _torch_landmarks as tl
-from evalkit.landmarks import LandmarkOptions, extract_face, extract_pose
+from evalkit.landmarks import LandmarkOptions, extract_face, extract_pose, extract_torch
 
 
 
@@ -124,7 +124,7 @@ def carphone():
 @pytest.fixture(scope="module")
 def torch_tracks(carphone):
     frames, _ = carphone
-    (face, pose), = tl.extract_many([frames], True, True)
+    (face, pose), = extract_torch([frames], True, True)
     return face, pose
 
 
@@ -138,7 +138,7 @@ def test_batched_equals_the_pipeline_with_torch_models(carphone, torch_tracks):
     frames = frames[:40]
     engine = tl.TorchEngine()
     # the pipeline's face mesh is the classic pair (face_landmark + iris_landmark)
-    (face, pose), = tl.extract_many([frames], True, True, tl.TorchLandmarkSettings(face_model="classic"), engine)
+    (face, pose), = extract_torch([frames], True, True, LandmarkOptions(), tl.TorchLandmarkSettings(face_model="classic"), engine)
     fa = face_agreement(_extract_face_pipeline(frames, LandmarkOptions(), engine), face)
     assert fa.found_mismatch == 0 and fa.worst <= 0.002, fa
     pa = pose_agreement(_extract_pose_pipeline(frames, LandmarkOptions(), engine), pose)
@@ -189,9 +189,9 @@ def test_videos_batched_together_equal_each_alone():
     a = load_clip("single_face.mp4", max_side=360, max_frames=12)[0]
     b = load_clip("carphone_pristine.mp4", max_frames=8)[0]
     engine = tl.TorchEngine()
-    together = tl.extract_many([a, b], True, True, engine=engine)
+    together = extract_torch([a, b], True, True, engine=engine)
     for frames, (face, pose) in zip((a, b), together):
-        (face1, pose1), = tl.extract_many([frames], True, True, engine=engine)
+        (face1, pose1), = extract_torch([frames], True, True, engine=engine)
         np.testing.assert_allclose(face.landmarks, face1.landmarks, atol=1e-4)
         np.testing.assert_allclose(pose.landmarks, pose1.landmarks, atol=1e-4)
         assert face.landmarks.shape[0] == len(frames)
@@ -272,7 +272,7 @@ def test_cuda_matches_cpu_on_real_clip(carphone, torch_tracks):
     from evalkit.datasets.landmark_eval import face_agreement, pose_agreement
 
     frames, _ = carphone
-    (face, pose), = tl.extract_many([frames], True, True, tl.TorchLandmarkSettings(device="cuda"))
+    (face, pose), = extract_torch([frames], True, True, LandmarkOptions(backend="torch", device="cuda"))
     fa = face_agreement(torch_tracks[0], face)
     pa = pose_agreement(torch_tracks[1], pose)
     assert fa.found_mismatch <= 0.01 and fa.worst <= 0.005, fa
@@ -284,11 +284,11 @@ def test_cuda_batches_many_videos(carphone):
     """Several videos stepping together on the GPU give what each gives alone (speed is measured
     by `python benchmarks/bench_landmarks.py --device cuda`, not here)."""
     frames, _ = carphone
-    settings = tl.TorchLandmarkSettings(device="cuda")
+    options = LandmarkOptions(backend="torch", device="cuda")
     engine = tl.TorchEngine("cuda")
     clips = [frames[:30], frames[10:50], frames[::2][:25]]
-    together = tl.extract_many(clips, True, True, settings, engine)
+    together = extract_torch(clips, True, True, options, engine=engine)
     for clip, (face, pose) in zip(clips, together):
-        (face1, pose1), = tl.extract_many([clip], True, True, settings, engine)
+        (face1, pose1), = extract_torch([clip], True, True, options, engine=engine)
         np.testing.assert_allclose(face.landmarks, face1.landmarks, atol=1e-3)
         np.testing.assert_allclose(pose.landmarks, pose1.landmarks, atol=1e-3)
