@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--skip-blink", action="store_true")
     parser.add_argument("--skip-expression", action="store_true")
-    parser.add_argument("--landmarks", choices=["mediapipe", "litert"], default="mediapipe",
+    parser.add_argument("--landmarks", choices=["mediapipe", "litert", "torch"], default="mediapipe",
                         help="face mesh backend for every clip")
     parser.add_argument("--demo-root", type=Path, default=None,
                         help="also show the expression paired mode on this demo root (after `evalkit run` on it)")
