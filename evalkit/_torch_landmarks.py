@@ -563,7 +563,6 @@ def _bilinear_zero(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     """The pipeline's ``bilinear``: ``(R, h, w)`` at pixel coordinates ``(R, ..., 2)``, zero
     outside."""
     r, h, w = image.shape
-    shape = (r,) + (1,) * (uv.ndim - 2)
     x, y = uv[..., 0], uv[..., 1]
     x0, y0 = torch.floor(x), torch.floor(y)
     fx, fy = x - x0, y - y0
