@@ -27,6 +27,7 @@ runner of their own, :meth:`Runner.worker_copy`, and use its :meth:`Runner.score
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -87,8 +88,9 @@ def plan_pools(
     # CPU actors reserve equal fractions; a GPU actor's host work is light, it reserves a quarter of that.
     weight = decode_workers + (model_workers / 4 if gpus > 0 else model_workers)
     share = max(0.01, min(1.0, (cpus - headroom_cpus) / weight))
-    return PoolPlan(decode_workers, model_workers, decode_cpus=round(share, 3),
-                    model_cpus=round(share / 4 if gpus > 0 else share, 3),
+    down = lambda x: math.floor(x * 1000) / 1000  # noqa: E731 (rounding up could claim the headroom)
+    return PoolPlan(decode_workers, model_workers, decode_cpus=down(share),
+                    model_cpus=down(share / 4 if gpus > 0 else share),
                     model_gpus=gpu_per_model_worker if gpus > 0 else 0.0)
 
 

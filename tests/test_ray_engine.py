@@ -216,7 +216,8 @@ def test_pool_sizing_leaves_ray_room_to_schedule():
     for cpus in (1, 2, 4, 16):
         plan = plan_pools({"CPU": cpus})
         claimed = plan.decode_workers * plan.decode_cpus + plan.model_workers * plan.model_cpus
-        assert claimed <= cpus - 0.5 + 1e-9 and plan.decode_cpus < 1 or cpus > 4, plan
+        assert claimed <= cpus - 0.5 + 1e-9, plan  # half a CPU always left to Ray's own tasks
+        assert cpus > 2 or (plan.decode_cpus < 1 and plan.model_cpus < 1), plan  # no whole-CPU actor on a small machine
         assert plan.model_gpus == 0 and plan.decode_workers >= 1 and plan.model_workers >= 1
     gpu = plan_pools({"CPU": 16, "GPU": 1})
     assert gpu.model_workers == 2 and gpu.model_gpus == 0.5 and gpu.decode_workers == 16
