@@ -207,13 +207,71 @@ def _score(detector: MotionDetector, frames: np.ndarray, fps: float, pose: PoseT
 POSE_MODES = ("mediapipe", "movenet", "both")
 
 
-def _tracks(frames: np.ndarray, key: str, pose: str) -> tuple[PoseTrack, PoseTrack | None]:
-    """The track the detector reads and, for ``pose="both"``, the second model's."""
+def cached_crop_pose(frames: np.ndarray, key: str, fps: float) -> PoseTrack | None:
+    """MediaPipe's pose on crops around the person MoveNet found
+    (:func:`evalkit.movenet.pose_on_person_crops`), cached; None where the person is not small."""
+    from evalkit.movenet import pose_on_person_crops
+
+    digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
+    path, mask_path = CACHE / f"{key}-{digest}-crops.npy", CACHE / f"{key}-{digest}-crops-limbmask.npy"
+    none = CACHE / f"{key}-{digest}-crops.none"
+    if none.is_file():
+        return None
+    if path.is_file():
+        return PoseTrack(np.load(path), (frames.shape[2], frames.shape[1]), np.load(mask_path))
+    digest_mn = CACHE / f"{key}-{digest}-movenet-{SECOND_MODEL}.npy"
+    keypoints = np.load(digest_mn) if digest_mn.is_file() else None
+    if keypoints is None:
+        cached_movenet(frames, key)
+        keypoints = np.load(digest_mn)
+    track = pose_on_person_crops(frames, keypoints, fps=fps)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if track is None:
+        none.touch()
+        return None
+    np.save(path, track.landmarks)
+    np.save(mask_path, track.limb_mask)
+    return track
+
+
+def _tracks(frames: np.ndarray, key: str, pose: str, fps: float) -> tuple[PoseTrack, PoseTrack | None]:
+    """The track the detector reads and, for ``pose="both"``, the second model's. With both, a
+    small person (MoveNet's box under half the frame) is tracked by MediaPipe on crops around them."""
     if pose == "mediapipe":
         return cached_pose(frames, key), None
     if pose == "movenet":
         return cached_movenet(frames, key), None
-    return cached_pose(frames, key), cached_movenet(frames, key)
+    second = cached_movenet(frames, key)
+    return cached_crop_pose(frames, key, fps) or cached_pose(frames, key), second
+
+
+def wide_clips() -> list[tuple[str, np.ndarray, float]]:
+    """Small real people in wide shots (version 10): real footage of a person shrunk to a quarter of
+    the frame height (90 of 360 px) and carried across a street (bikes.mp4's first frame,
+    640x360) at walking pace, 3.5 s at 24 and 8 fps. The person's own frames (with their own
+    background) move as a window over the street: real people and real motion, small."""
+    import cv2
+
+    street = cv2.resize(load_clip("bikes.mp4")[0][0], (640, 360), interpolation=cv2.INTER_AREA)
+    sources = {"carphone": load_clip("carphone_pristine.mp4"), "woman": load_clip("WolfgangLanger_Pexels.mp4", max_side=360),
+               "cyclist": load_clip("bikes.mp4", max_side=360)}
+    out = []
+    for name, (clip, fps) in sources.items():
+        if name == "cyclist":  # the cyclist's part of the frame (3-7 s), as in the real clips
+            clip = clip[int(3 * fps): int(7 * fps)]
+        for target in (24.0, 8.0):
+            frames, f = retime(clip, fps, target)
+            frames = frames[: int(3.5 * f)]
+            h = 90
+            w = int(round(frames.shape[2] * h / frames.shape[1]))
+            shots = []
+            for i, frame in enumerate(frames):  # a window sliding over the street: one paste per frame
+                x = int(40 + (640 - w - 80) * i / max(len(frames) - 1, 1))
+                canvas = street.copy()
+                canvas[200 : 200 + h, x : x + w] = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+                shots.append(canvas)
+            out.append((f"wide-{name}/{target:.0f}fps", np.stack(shots), f))
+    return out
 
 
 def _events_text(result, n: int = 3) -> str:
@@ -263,17 +321,17 @@ def oracle_landmarks(truth: dict, image_size: tuple[int, int], sigma: float, rng
 
 
 def evaluate(split: str, detector: MotionDetector | None = None, show_jitter: bool = False,
-             oracle: float | None = None, pose: str = "mediapipe") -> dict:
+             oracle: float | None = None, pose: str = "mediapipe", wide: bool = False) -> dict:
     """Score every clip of ``split`` (and the real negatives). ``oracle``: score the puppets on
     :func:`oracle_landmarks` with that jitter instead of MediaPipe's tracks. ``pose``: one of
-    :data:`POSE_MODES`."""
+    :data:`POSE_MODES`. ``wide``: add :func:`wide_clips` to the real negatives."""
     detector = detector or MotionDetector()
     neg_scores, pos_scores, hits, rows = [], [], [], []
     puppet_neg: list[float] = []  # clean dances only: the same generator as the positives
     jitters, kinds = [], []
     skipped = 0
-    for name, frames, fps in real_clips():
-        track, second = _tracks(frames, name.replace("/", "_").replace("@", "_"), pose)
+    for name, frames, fps in real_clips() + (wide_clips() if wide else []):
+        track, second = _tracks(frames, name.replace("/", "_").replace("@", "_"), pose, fps)
         lm = track.landmarks
         r = _score(detector, frames, fps, track, second)
         if r.is_skipped:
@@ -287,7 +345,7 @@ def evaluate(split: str, detector: MotionDetector | None = None, show_jitter: bo
     for name, frames, fps, truth in puppet_clips(SPLITS[split], split in CLEAN_ONLY):
         second = None
         if oracle is None:
-            track, second = _tracks(frames, name.split("/")[0] + f"_{split}", pose)
+            track, second = _tracks(frames, name.split("/")[0] + f"_{split}", pose, fps)
         else:
             seed = int(name.split("/")[0].removeprefix("puppet"))
             # no person mask on an oracle track: the cut check does not run on it
@@ -353,6 +411,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="pose backend for every clip")
     parser.add_argument("--pose", choices=POSE_MODES, default="mediapipe",
                         help="judge MediaPipe's tracks, MoveNet's, or both under the two-model rule (version 10)")
+    parser.add_argument("--wide", action="store_true", help="add wide shots of small real people to the negatives")
     parser.add_argument("--second-model", choices=["lightning", "thunder"], default="lightning",
                         help="MoveNet variant for --pose movenet|both")
     args = parser.parse_args(argv)
@@ -360,7 +419,7 @@ def main(argv: list[str] | None = None) -> None:
     LANDMARK_BACKEND, SECOND_MODEL = args.landmarks, args.second_model
     splits = {"both": ["tune", "holdout"], "all": list(SPLITS)}.get(args.split, [args.split])
     for split in splits:
-        s = evaluate(split, show_jitter=args.jitter, oracle=args.oracle, pose=args.pose)
+        s = evaluate(split, show_jitter=args.jitter, oracle=args.oracle, pose=args.pose, wide=args.wide)
         if args.verbose:
             print("\n".join(s["rows"]))
         if args.jitter:

@@ -728,8 +728,12 @@ def _dropout_check(landmarks: np.ndarray, pose: _Pose, fps: float, o: MotionConf
 
 def _angle_check(pose: _Pose, o: MotionConfig) -> dict[str, np.ndarray]:
     """``{hinge: (T,)}`` severity of the ``angle`` check: an elbow or knee folded tighter than
-    ``min_joint_angle_deg`` (3-D interior angle), sustained over ``pose.sustain`` frames."""
+    ``min_joint_angle_deg`` (3-D interior angle), sustained over ``pose.sustain`` frames. A track
+    without depth (z all NaN: MoveNet's, version 10) is not checked: in 2-D an arm pointing at
+    the camera reads as folded."""
     out = {}
+    if np.isnan(pose.points[..., 2]).all():
+        return {name: np.full(len(pose.points), np.nan) for name in HINGES}
     for name, (a, b, c) in HINGES.items():
         u, v = pose.points[:, a] - pose.points[:, b], pose.points[:, c] - pose.points[:, b]
         cos = np.sum(u * v, -1) / np.maximum(np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1), 1e-6)
@@ -858,7 +862,7 @@ def confirmed_checks(first: dict[str, dict[str, np.ndarray]], second: dict[str, 
                     weight = other.get(_limb_of(part))
                     if weight is None:
                         continue
-                    both = np.fmin(np.where(np.isnan(weight), np.nan, sev), weight)
+                    both = np.minimum(sev, weight)  # NaN where either model judged nothing
                     prev = out.setdefault(check, {}).get(part)
                     out[check][part] = both if prev is None else np.fmax(prev, both)
     t = next(len(sev) for parts in (*first.values(), *second.values()) for sev in parts.values())

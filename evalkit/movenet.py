@@ -237,12 +237,13 @@ class VisibilityMap:
 def movenet_pose_track(frames: np.ndarray, variant: str = "thunder", device: str | None = None, refine_below: float = 0.5,
                        visibility: VisibilityMap = VisibilityMap(), keypoints: np.ndarray | None = None) -> PoseTrack:
     """MoveNet's keypoints as a :class:`~evalkit.PoseTrack` ``(T, 33, 4)`` (MediaPipe's indices;
-    z = 0; the 16 points MoveNet lacks sit on the nose at visibility 0) over ``(T, H, W, 3)``
+    z NaN (no depth); the 16 points MoveNet lacks sit on the nose at visibility 0) over ``(T, H, W, 3)``
     uint8 frames. ``keypoints``: a ``(T, 17, 3)`` result of :func:`movenet_keypoints` to reuse.
     No limb mask (the ``cut`` check does not run on it)."""
     t, h, w, _ = frames.shape
     kp = movenet_keypoints(frames, variant, device, refine_below) if keypoints is None else keypoints
     lm = np.zeros((t, 33, 4), np.float32)
+    lm[..., 2] = np.nan  # no depth: the motion checks skip the 3-D joint angle
     lm[..., :2] = kp[:, :1, :2]
     lm[:, COCO_TO_MEDIAPIPE, :2] = kp[..., :2]
     lm[:, COCO_TO_MEDIAPIPE, 3] = visibility(kp[..., 2])

@@ -774,6 +774,7 @@ def _second_model_view(lm: np.ndarray, seed: int = 7) -> np.ndarray:
     out[..., :2] += np.random.default_rng(seed).normal(0, 1.5 / W, out[..., :2].shape)
     lacking = [i for i in range(33) if i not in (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)]
     out[:, lacking, 3] = 0.0
+    out[..., 2] = np.nan  # no depth, as MoveNet
     return out
 
 
