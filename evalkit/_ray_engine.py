@@ -17,8 +17,9 @@ handed a batch of decoded videos when it is idle. A dead actor's work is handed 
 restarts the actor); a video whose workers die ``max_retries`` times ends as an error row.
 
 Sizing: every actor reserves a fraction of a CPU, and all of them together leave
-``headroom_cpus`` of the cluster unclaimed. Actors that each reserve a whole CPU on a small
-machine take every slot and Ray's own tasks wait forever; fractions cannot starve them.
+``headroom_cpus`` (one) of the cluster unclaimed, so a default one-CPU task (Ray Data's reads,
+a user's own) can always be placed. Actors that each reserve a whole CPU on a small machine take
+every slot and such tasks wait forever; fractions with headroom cannot starve them.
 
 This module never imports :mod:`evalkit.runner` (the runner imports it): workers receive a
 runner of their own, :meth:`Runner.worker_copy`, and use its :meth:`Runner.score_decoded`.
@@ -69,7 +70,7 @@ def plan_pools(
     decode_workers: int | None = None,
     model_workers: int | None = None,
     gpu_per_model_worker: float = 0.5,
-    headroom_cpus: float = 0.5,
+    headroom_cpus: float = 1.0,
 ) -> PoolPlan:
     """Pool sizes and per-actor reservations for ``cluster`` (``ray.cluster_resources()``).
 
