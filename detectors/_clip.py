@@ -13,12 +13,17 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-
+from evalkit._lazy import lazy_import
 from evalkit.errors import DetectorConfigError, ModelWeightsMissingError, ShapeError
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+else:  # torch loads on first use: `evalkit detectors` reads facts without it
+    torch = lazy_import("torch")
+    F = lazy_import("torch.nn.functional")
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +87,9 @@ def resolve_local_model(name: str | os.PathLike | None) -> Path:
     )
 
 
-def load_local_model(name: str | os.PathLike | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
-    """Load ``(model, processor)`` for ``name`` (see :func:`resolve_local_model`) in eval mode on ``device``."""
+def load_local_model(name: str | os.PathLike | None = None, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> tuple[Any, Any]:
+    """Load ``(model, processor)`` for ``name`` (see :func:`resolve_local_model`) in eval mode on
+    ``device``, in ``dtype`` (default float32)."""
     path = resolve_local_model(name)
     from transformers import AutoModel, AutoProcessor
 
@@ -96,7 +102,7 @@ def load_local_model(name: str | os.PathLike | None = None, device: str | torch.
         if not hasattr(model, method):
             raise DetectorConfigError(f"{path}: expected a CLIP-family model with {method}(), got {type(model).__name__}")
     log.info("loaded alignment model %s (%s) on %s", path, type(model).__name__, device)
-    return model.to(device, dtype).eval(), processor
+    return model.to(device, dtype or torch.float32).eval(), processor
 
 
 def preprocess_frames(frames: torch.Tensor, image_processor: Any) -> torch.Tensor:

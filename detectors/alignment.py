@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
+from evalkit._lazy import lazy_import
 from evalkit._types import DetectorResult, Event, VideoInputs
 from evalkit.detector import BaseDetector, config_dict
 from evalkit.detectors._clip import (
@@ -37,6 +37,11 @@ from evalkit.detectors._clip import (
     resolve_local_model,
 )
 from evalkit.errors import DetectorConfigError, LayoutError, ModelWeightsMissingError, ShapeError
+
+if TYPE_CHECKING:
+    import torch
+else:  # torch loads on first use: `evalkit detectors` reads facts without it
+    torch = lazy_import("torch")
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,7 @@ __all__ = [
 if TYPE_CHECKING:
     import pandas as pd
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_DTYPES = ("float32", "float16", "bfloat16")  # names of torch dtypes the model may run in
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,7 +216,7 @@ class AlignmentDetector(BaseDetector):
     def load(self) -> tuple[Any, Any]:
         """``(model, processor)``, loaded from local files on first call."""
         if self._model is None:
-            self._model, self._processor = load_local_model(self.model_path, self.device, _DTYPES[self.options.dtype])
+            self._model, self._processor = load_local_model(self.model_path, self.device, getattr(torch, self.options.dtype))
         return self._model, self._processor
 
     def score(self, inputs: VideoInputs) -> DetectorResult:

@@ -4,8 +4,16 @@ nothing loops over frames or blocks in Python."""
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
+
+from evalkit._lazy import lazy_import
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+else:  # torch loads on first use: `evalkit detectors` reads facts without it
+    torch = lazy_import("torch")
+    F = lazy_import("torch.nn.functional")
 
 
 def shifted_max(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:

@@ -8,15 +8,20 @@ It is no failure-mode detector: it reports how much each frame changes and flags
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
 
+from evalkit._lazy import lazy_import
 from evalkit._types import DetectorResult, Event, VideoBatch, VideoInputs
 from evalkit.detector import BaseDetector
 from evalkit.detectors._events import runs
 from evalkit.errors import ShapeError
+
+if TYPE_CHECKING:
+    import torch
+else:  # torch loads on first use: `evalkit detectors` reads facts without it
+    torch = lazy_import("torch")
 
 
 def frame_difference(frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
 
+from evalkit._lazy import lazy_import
 from evalkit._types import DetectorResult, VideoBatch, VideoInputs
 from evalkit.detector import BaseDetector
 from evalkit.detectors.framediff import frame_difference
+
+if TYPE_CHECKING:
+    import torch
+else:  # torch loads on first use: `evalkit detectors` reads facts without it
+    torch = lazy_import("torch")
 
 
 def frame_flicker(frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

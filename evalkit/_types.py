@@ -13,12 +13,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from evalkit._lazy import lazy_import
 from evalkit.errors import ShapeError
+
+if TYPE_CHECKING:
+    import torch
+else:  # torch loads on first use: `evalkit detectors` reads facts without it
+    torch = lazy_import("torch")
 
 
 @dataclass

@@ -17,12 +17,16 @@ import difflib
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-import torch
-
+from evalkit._lazy import lazy_import
 from evalkit._types import DetectorResult, VideoInputs
 from evalkit.errors import DetectorConfigError
+
+if TYPE_CHECKING:
+    import torch
+else:  # torch loads on first use: `evalkit detectors` reads facts without it
+    torch = lazy_import("torch")
 
 REQUIREMENTS = frozenset({"frames", "face", "pose", "prompt"})
 

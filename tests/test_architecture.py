@@ -137,8 +137,19 @@ def test_cli_starts_without_heavy_imports(argv: list[str]) -> None:
     assert out.strip().splitlines()[-1] == "[]"
 
 
-def test_import_evalkit_loads_no_torch_until_asked() -> None:
-    code = ("import sys, evalkit\nprint('torch' in sys.modules)\nevalkit.DetectorResult\n"
-            "print('torch' in sys.modules)")
+def test_import_evalkit_loads_no_torch_until_used() -> None:
+    code = ("import sys, evalkit\nprint('torch' in sys.modules)\n"
+            "evalkit.DetectorResult, evalkit.BaseDetector, evalkit.detector_facts('framediff')\n"
+            "print('torch' in sys.modules)\nevalkit.get_detector('framediff')\nprint('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "True"]
+    assert out.split() == ["False", "False", "True"]
+
+
+def test_lazy_torch_is_torch_once_used() -> None:
+    from evalkit._lazy import lazy_import
+
+    import torch as real
+
+    lazy = lazy_import("torch")
+    assert lazy.zeros(2).sum().item() == 0 and lazy.Tensor is real.Tensor
+    assert isinstance(real.ones(1), lazy.Tensor) and lazy.float32 is real.float32
