@@ -892,3 +892,25 @@ def test_small_person_in_a_wide_shot_is_judged():
     assert crops is not None and crops.present.mean() > 0.9
     r = MotionDetector().score_tracks(fps, len(frames), crops, movenet_pose_track(frames, keypoints=keypoints))
     assert not r.is_skipped and r.stats["judged_frames"] >= 0.8 * len(frames) and not r.flagged, (r.score, r.stats)
+
+
+@pytest.mark.slow
+def test_detector_runs_the_second_model_on_the_videos_frames():
+    """``second_model`` set: the detector runs MoveNet on the decoded frames itself and judges
+    under the two-model rule; the carphone man is judged and not flagged."""
+    from evalkit.datasets.footage import load_clip
+    from evalkit.datasets.motion_eval import retime
+    from evalkit.landmarks import extract_pose
+    from tests.test_movenet import _weights_or_skip
+
+    _weights_or_skip("lightning")
+    phone, fps = load_clip("carphone_pristine.mp4")
+    frames, fps = retime(phone, fps, 8.0)
+    t, h, w, _ = frames.shape
+    video = Video(path="carphone.mp4", frames=torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(), fps=fps,
+                  frame_indices=np.arange(t), source_size=(w, h), source_fps=fps, content_hash="c")
+    det = MotionDetector(second_model="movenet-lightning")
+    r = det.score(VideoInputs(video=video, pose=extract_pose(frames)))
+    assert not r.is_skipped and not r.flagged, (r.score, r.stats)
+    assert r.stats["judged_frames_second"] > 0 and "tracker_uncertain" in r.stats
+    assert det.config_hash != MotionDetector().config_hash
