@@ -550,7 +550,28 @@ def _moving(frames: np.ndarray, fps: float) -> np.ndarray:
     return np.stack([cv2.resize(m.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0 for m in masks])
 
 
-def real_set(split: str = "report", length: int = 24, heights: tuple[int, ...] = (720, 1080)) -> Iterator[LabelledClip]:
+def _segment(full: np.ndarray, length: int, step: int, rng: np.random.Generator) -> np.ndarray:
+    start = int(rng.integers(0, max(1, len(full) - length * step)))
+    return full[start : start + length * step : step]
+
+
+def _with_specks(
+    frames: np.ndarray, fps: float, rng: np.random.Generator, spec: dict[str, Any], n: int, where: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[tuple[int, int]], dict[str, Any]]:
+    """One 10-frame burst of 1-3 px specks in the moving parts of ``frames`` (within ``where``)."""
+    start = int(rng.integers(3, max(4, len(frames) - 13)))
+    burst = (start, min(len(frames) - 3, start + 9))
+    params = {"per_frame": int(rng.integers(8, 41)), "colours": spec["colours"][n % len(spec["colours"])],
+              "lifetime": spec["lifetimes"][n % len(spec["lifetimes"])], "height": frames.shape[1]}
+    masks = _moving(frames, fps) if where is None else where & _moving(frames, fps)
+    out = inject_pixel_specks(frames, masks, [burst], params["per_frame"], rng, (1, 3), spec["shapes"],
+                              params["colours"], spec["amplitude"], params["lifetime"])
+    return out, [burst], params
+
+
+def real_set(
+    split: str = "report", length: int = 24, heights: tuple[int, ...] = (720, 1080), only: Sequence[str] | None = None,
+) -> Iterator[LabelledClip]:
     """Real footage at delivered resolutions, clip by clip (HD clips are large: nothing is kept).
 
     Per source, from its own segments: the negatives of :data:`REAL_NEGATIVE_KINDS` (clean at
@@ -561,46 +582,37 @@ def real_set(split: str = "report", length: int = 24, heights: tuple[int, ...] =
     inside the small moving people of a wide shot.
 
     ``"tune"`` and ``"report"`` share no source, photo or seed; ``"report"`` adds speck shapes,
-    colours, fainter blends and two-frame specks never seen in ``"tune"``.
+    colours, fainter blends and two-frame specks never seen in ``"tune"``. Each clip has its own
+    random stream (split seed, source, kind), so ``only`` (clip names) rebuilds a few alone.
     """
     if split not in _REAL_SPLITS:
         raise ValueError(f"real_set: expected split in {sorted(_REAL_SPLITS)}, got {split!r}")
     spec = _REAL_SPLITS[split]
-    rng = np.random.default_rng(spec["seed"])
     n = 0
     for s, name in enumerate(spec["sources"]):
-        full, fps = load_clip(name)
-        def segment(step: int = 1) -> np.ndarray:
-            start = int(rng.integers(0, max(1, len(full) - length * step)))
-            return full[start : start + length * step : step]
-
-        def specks(frames: np.ndarray, clip_fps: float, masks: np.ndarray | None = None) -> tuple[np.ndarray, list[tuple[int, int]], dict[str, Any]]:
-            start = int(rng.integers(3, max(4, len(frames) - 13)))
-            burst = (start, min(len(frames) - 3, start + 9))
-            params = {"per_frame": int(rng.integers(8, 41)), "colours": spec["colours"][n % len(spec["colours"])],
-                      "lifetime": spec["lifetimes"][n % len(spec["lifetimes"])], "height": frames.shape[1]}
-            masks = _moving(frames, clip_fps) if masks is None else masks & _moving(frames, clip_fps)
-            out = inject_pixel_specks(frames, masks, [burst], params["per_frame"], rng, (1, 3), spec["shapes"],
-                                      params["colours"], spec["amplitude"], params["lifetime"])
-            return out, [burst], params
-
-        for kind in REAL_NEGATIVE_KINDS + ("specks_hd", "specks_low_fps", "specks_wide"):
+        full, fps = None, 0.0
+        for k, kind in enumerate(REAL_NEGATIVE_KINDS + ("specks_hd", "specks_low_fps", "specks_wide")):
             n += 1
+            if only is not None and not any(o.split("/")[-1] == kind and o.startswith(Path(name).stem) for o in only):
+                continue
+            if full is None:
+                full, fps = load_clip(name)
+            rng = np.random.default_rng([spec["seed"], s, k])
             height = heights[n % len(heights)]
-            step = int(rng.integers(2, 4))  # 25-30 fps -> 8-15 fps; at most 12.5 fps but for 30 fps sources
+            step = int(rng.integers(2, 4))  # with the ceil below: 24-30 fps sources -> 8-12.5 fps
             params: dict[str, Any] = {}
             bursts: list[tuple[int, int]] = []
             clip_fps = fps
             if kind in ("low_fps", "specks_low_fps"):
                 step = max(step, int(np.ceil(fps / 12.5)))
-                frames, clip_fps = _scaled(segment(step), min(360, height)), fps / step
+                frames, clip_fps = _scaled(_segment(full, length, step, rng), min(360, height)), fps / step
                 params["fps"] = clip_fps
             elif kind in ("wide_people", "specks_wide"):
                 still = _still(spec["stills"][n % len(spec["stills"])], height * 16 // 9 // 2 * 2, height)
-                frames, where = wide_shot(segment(), still, float(rng.uniform(0.15, 0.3)), rng)
+                frames, where = wide_shot(_segment(full, length, 1, rng), still, float(rng.uniform(0.15, 0.3)), rng)
                 params["share"] = float(where[0].mean())
             else:
-                frames = _scaled(segment(), height)
+                frames = _scaled(_segment(full, length, 1, rng), height)
             if kind == "grain_hd":
                 params = {"sigma": float(rng.uniform(0.015, 0.05)), "grain_px": float(rng.choice([0.0, 0.7]))}
                 frames = add_grain(frames, params["sigma"], rng, params["grain_px"], mono=bool(rng.integers(2)))
@@ -613,10 +625,10 @@ def real_set(split: str = "report", length: int = 24, heights: tuple[int, ...] =
                 small = _scaled(frames, frames.shape[1] // down // 2 * 2)
                 frames = _scaled(reencode(small, fps, params["crf"]), height)
             elif kind == "specks_wide":
-                frames, bursts, more = specks(frames, clip_fps, where)
+                frames, bursts, more = _with_specks(frames, clip_fps, rng, spec, n, where)
                 params.update(more)
             elif kind.startswith("specks"):
-                frames, bursts, more = specks(frames, clip_fps)
+                frames, bursts, more = _with_specks(frames, clip_fps, rng, spec, n)
                 params.update(more)
             tag = f"{Path(name).stem}{frames.shape[2]}x{frames.shape[1]}@{clip_fps:g}"
             yield LabelledClip(f"{tag}/{kind}", frames, clip_fps, bool(bursts), kind, bursts, params)

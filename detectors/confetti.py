@@ -79,6 +79,7 @@ class ConfettiConfig:
     # B), checked for coherence like the other planes (a box average would dilute them by the
     # cell's area: a 1-pixel speck of a 1080p frame is 1/70 of a 128-px working pixel)
     fine_specks: bool = True
+    fine_contrast: float = 0.2  # smallest excess of a fine-speck plane that counts (its min_contrast; chosen on the tune split)
     map_block: int = 8  # the stored heat map averages blocks of this many working pixels
     chunk: int = 32  # frame pairs processed at once (memory bound only; results do not depend on it)
 
@@ -415,13 +416,12 @@ def confetti_maps(
     sigma = _masked_median(torch.cat(noise).view(b, 2, t - 1, planes).transpose(1, 2), pair_ok)  # (B, 2, C)
     sigma = sigma.amax(1)  # (B, C)
     floor = torch.clamp(sigma * cfg.noise_factor, min=cfg.min_contrast)
+    if fine:
+        floor[:, -2:] = floor[:, -2:].clamp_min(cfg.fine_contrast)
     residual = torch.cat(res_y).view(b, 2, t - 1, *size) / floor[:, :1, None, None, None]
     if colour:
         res_c = (torch.cat(res_c).view(b, 2, t - 1, 2, size[0] // 2, size[1] // 2) / floor[:, 1:3].view(b, 1, 1, 2, 1, 1)).amax(3)
         residual = torch.maximum(residual, res_c.repeat_interleave(2, -2).repeat_interleave(2, -1))
-    if fine:
-        res_f = (torch.cat(res_f).view(b, 2, t - 1, 2, *size) / floor[:, -2:].view(b, 1, 1, 2, 1, 1)).amax(3)
-        residual = torch.maximum(residual, res_f)
     hb, wb = size[0] // BLOCK, size[1] // BLOCK
     speed = torch.cat(vectors).norm(dim=1).view(b, 2, t - 1, hb, wb)
 
@@ -430,6 +430,13 @@ def confetti_maps(
     moving_blocks = dilate((fast > cfg.min_speed).float(), 3, 3)  # a block of margin around moving blocks
     moving = moving_blocks.repeat_interleave(BLOCK, -2).repeat_interleave(BLOCK, -1) > 0
     excess = small_detail(incoherent.flatten(0, 1), max_spot).view_as(incoherent)
+    if fine:
+        # Their own transience and top-hat: a cell maximum widens a speck by up to a cell, so a
+        # speck the coarse planes see as small could look too wide here, and mixed into one
+        # top-hat it would lower what the coarse planes alone find.
+        res_f = (torch.cat(res_f).view(b, 2, t - 1, 2, *size) / floor[:, -2:].view(b, 1, 1, 2, 1, 1)).amax(3)
+        fine_incoherent = transient_residual(res_f[:, 0], res_f[:, 1], pair_ok)
+        excess = torch.maximum(excess, small_detail(fine_incoherent.flatten(0, 1), max_spot).view_as(excess))
     spots = excess > 1.0
     if cfg.moving_only:
         spots &= moving

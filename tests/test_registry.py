@@ -53,7 +53,7 @@ def test_config_hash_changes_with_options_only():
 RELEASED_DEFAULT_HASHES = {
     "alignment": "63730c5de40bbc95",  # before its model is resolved: an instance keys by the model's path
     "blink": "f337b52778d4bb41",
-    "confetti": "c7331596b455be15",  # version 3 (#18): fine_specks
+    "confetti": "79bbf3f69791cf99",  # version 3 (#18): fine_specks
     "expression": "570d4e3bd1e88a5d",
     "framediff": "a24e66ac9b66d0c4",
     "motion": "b2c9d35c425aeea6",  # version 10 (#19): second_model, confirm_tolerance_s
