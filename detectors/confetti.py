@@ -7,7 +7,10 @@ detector looks for it locally:
 
 1. Frames are resampled to a working grid whose shorter side is ``work_short_side`` pixels
    (smaller videos are never enlarged), so sizes are fractions of the frame: luma at that
-   grid, the two colour differences ``R - Y`` and ``B - Y`` at half of it.
+   grid, the two colour differences ``R - Y`` and ``B - Y`` at half of it. Frames at least
+   twice the grid also give two fine-speck planes, the largest ``max(R, G, B)`` and
+   ``1 - min(R, G, B)`` of each working pixel's cell, where a speck of 1-3 frame pixels keeps
+   its contrast (the detector asks the runner for frames up to 3840 px: ``max_side``).
 2. Motion is compensated in both directions (t -> t+1, t+1 -> t) by block matching on 16-pixel
    blocks, searched at quarter and half resolution only (vectors exact to 2 pixels); the
    search radius is a speed in frame heights per second, divided by fps.
@@ -329,7 +332,8 @@ def confetti_maps(
     """Confetti evidence for a batch of videos, without any per-frame Python loop.
 
     Args:
-        frames: ``(B, T, C, H, W)`` float in ``[0, 1]`` RGB (or ``(T, C, H, W)`` for one video).
+        frames: ``(B, T, C, H, W)`` RGB, uint8 or float in ``[0, 1]`` (or ``(T, C, H, W)`` for one
+            video). uint8 is resampled in 8 bits (the detector's path, faster); float in float.
         fps: frame rate, a float or ``(B,)`` tensor. The search radius follows the lowest fps
             in the batch (the detector groups videos by radius so results do not depend on
             batching).
