@@ -571,6 +571,7 @@ def _with_specks(
 
 def real_set(
     split: str = "report", length: int = 24, heights: tuple[int, ...] = (720, 1080), only: Sequence[str] | None = None,
+    seed: int | None = None,
 ) -> Iterator[LabelledClip]:
     """Real footage at delivered resolutions, clip by clip (HD clips are large: nothing is kept).
 
@@ -583,7 +584,8 @@ def real_set(
 
     ``"tune"`` and ``"report"`` share no source, photo or seed; ``"report"`` adds speck shapes,
     colours, fainter blends and two-frame specks never seen in ``"tune"``. Each clip has its own
-    random stream (split seed, source, kind), so ``only`` (clip names) rebuilds a few alone.
+    random stream (split seed, source, kind), so ``only`` (clip names) rebuilds a few alone;
+    ``seed`` replaces the split's (another sample of the same sources and kinds).
     """
     if split not in _REAL_SPLITS:
         raise ValueError(f"real_set: expected split in {sorted(_REAL_SPLITS)}, got {split!r}")
@@ -597,7 +599,7 @@ def real_set(
                 continue
             if full is None:
                 full, fps = load_clip(name)
-            rng = np.random.default_rng([spec["seed"], s, k])
+            rng = np.random.default_rng([spec["seed"] if seed is None else seed, s, k])
             height = heights[n % len(heights)]
             step = int(rng.integers(2, 4))  # with the ceil below: 24-30 fps sources -> 8-12.5 fps
             params: dict[str, Any] = {}

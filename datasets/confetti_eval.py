@@ -177,11 +177,11 @@ class RealReport:
         )
 
 
-def validate_real(split: str, detector: ConfettiDetector | None = None, length: int = 24) -> RealReport:
+def validate_real(split: str, detector: ConfettiDetector | None = None, length: int = 24, seed: int | None = None) -> RealReport:
     """Score :func:`real_set` clip by clip (HD frames are dropped once scored)."""
     detector = detector or ConfettiDetector()
     stubs, results = [], []
-    for clip in real_set(split, length=length):
+    for clip in real_set(split, length=length, seed=seed):
         results.append(detector.score(clip_inputs(clip)))
         clip.frames = clip.frames[:0]
         stubs.append(clip)
@@ -212,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-frames", type=int, default=None, help="cap frames per clip")
     parser.add_argument("--real", choices=("tune", "report", "both"), help="only the real-footage HD set (issue #18)")
     parser.add_argument("--sweep", action="store_true", help="only the resolution sweep")
+    parser.add_argument("--real-seed", type=int, default=None, help="another sample of the real set's sources and kinds")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     began = time.perf_counter()
@@ -219,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.sweep:
             print(sweep_table())
         for split in ("tune", "report") if args.real == "both" else (args.real,) if args.real else ():
-            print(validate_real(split).summary())
+            print(validate_real(split, seed=args.real_seed).summary())
         print(f"took {time.perf_counter() - began:.0f} s")
         return
     reports = validate({"per_source": args.per_source, "clip_s": args.clip_s, "max_frames": args.max_frames})
