@@ -35,12 +35,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from evalkit._lazy import lazy_import
 from evalkit._types import DetectorResult, VideoBatch, VideoInputs
 from evalkit.detector import BaseDetector
 from evalkit.detectors._config import with_options
@@ -50,10 +49,17 @@ from evalkit.detectors.blockmotion import (
 from evalkit.detectors._events import series_events
 from evalkit.errors import ShapeError
 
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+else:  # torch loads on first use: `evalkit detectors` reads facts without it
+    torch = lazy_import("torch")
+    F = lazy_import("torch.nn.functional")
+
 BLOCK = 16  # block size of the motion search, in working-grid pixels
 _LUMA = (0.299, 0.587, 0.114)
-# RGB -> luma, R - Y, B - Y (rows)
-_COLOUR_MIX = torch.tensor([_LUMA, (1 - _LUMA[0], -_LUMA[1], -_LUMA[2]), (-_LUMA[0], -_LUMA[1], 1 - _LUMA[2])])
+# RGB -> luma, R - Y, B - Y (rows); made a tensor where it is used (torch loads on first use)
+_COLOUR_MIX = (_LUMA, (1 - _LUMA[0], -_LUMA[1], -_LUMA[2]), (-_LUMA[0], -_LUMA[1], 1 - _LUMA[2]))
 
 
 @dataclass(frozen=True)
@@ -144,7 +150,7 @@ def to_planes(frames: torch.Tensor, size: tuple[int, int], colour: bool = True) 
 
     uint8 frames are resampled in 8 bits (antialiased bilinear, torch's fast path on CPU: a
     720p frame is never converted to float), float frames by a box average and bilinear."""
-    mix = _COLOUR_MIX.to(frames.device) if colour else _COLOUR_MIX[:1].to(frames.device)  # (P, 3): luma, then R - Y, B - Y
+    mix = torch.tensor(_COLOUR_MIX if colour else _COLOUR_MIX[:1], device=frames.device)  # (P, 3): luma, then R - Y, B - Y
     if frames.dtype == torch.uint8:
         if tuple(frames.shape[-2:]) == tuple(size):
             rgb = frames.float()

@@ -129,7 +129,7 @@ def test_no_repository_root_on_evalkit_path() -> None:
     assert out.splitlines()[1] == "evalkit.datasets.footage"
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["results", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["results", "--help"], ["detectors"]])
 def test_cli_starts_without_heavy_imports(argv: list[str]) -> None:
     code = ("import sys\nfrom evalkit.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in ('torch', 'mediapipe', 'pandas', 'cv2') if m in sys.modules))") % (argv,)
