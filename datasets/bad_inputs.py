@@ -107,7 +107,8 @@ def encode_rotated(path: Path, upright: np.ndarray, degrees_clockwise: int) -> P
     # size/type already passed: version+flags (4), times and track id (20 or 32), reserved (8),
     # layer, alternate group, volume, reserved (8): then the 36-byte matrix.
     offset = at + 4 + 4 + (32 if version == 1 else 20) + 8 + 8
-    assert struct.unpack(">9i", data[offset:offset + 36])[8] == 1 << 30, "tkhd matrix not where expected"
+    if at < 0 or struct.unpack(">9i", data[offset:offset + 36])[8] != 1 << 30:
+        raise ValueError(f"{path}: expected the tkhd box's identity matrix at byte {offset}, got another layout")
     data[offset:offset + 36] = _rotation_matrix(degrees_clockwise)
     path.write_bytes(bytes(data))
     return path

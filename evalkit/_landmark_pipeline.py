@@ -49,12 +49,13 @@ MODEL_FILES: dict[str, str] = {
 }
 
 
-def model_path(name: str) -> Path:
-    """The model file shipped in the installed mediapipe wheel (found without importing it)."""
+def model_path(name: str, files: dict[str, str] = MODEL_FILES) -> Path:
+    """The model file ``files[name]`` shipped in the installed mediapipe wheel's ``modules/``
+    folder (found without importing mediapipe)."""
     spec = importlib.util.find_spec("mediapipe")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("the mediapipe package is not installed; its wheel holds the model files")
-    path = Path(list(spec.submodule_search_locations)[0]) / "modules" / MODEL_FILES[name]
+    path = Path(list(spec.submodule_search_locations)[0]) / "modules" / files[name]
     if not path.is_file():
         raise FileNotFoundError(f"expected MediaPipe model file {path}, found nothing")
     return path

@@ -23,6 +23,7 @@ import math
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,20 +43,9 @@ ATTENTION_MESH = "face_landmark_with_attention"
 EXTRA_MODEL_FILES = {ATTENTION_MESH: "face_landmark/face_landmark_with_attention.tflite"}
 
 
-def model_path(name: str):
+def model_path(name: str) -> Path:
     """A model file of the installed mediapipe wheel; raises FileNotFoundError naming it."""
-    if name not in EXTRA_MODEL_FILES:
-        return lp.model_path(name)
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("mediapipe")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the mediapipe package is not installed; its wheel holds the model files")
-    path = Path(list(spec.submodule_search_locations)[0]) / "modules" / EXTRA_MODEL_FILES[name]
-    if not path.is_file():
-        raise FileNotFoundError(f"expected MediaPipe model file {path}, found nothing")
-    return path
+    return lp.model_path(name, {**lp.MODEL_FILES, **EXTRA_MODEL_FILES})
 
 
 class TorchModel:

@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from evalkit.errors import EvalkitError, LayoutError, RootBusyError, UnknownDetectorError

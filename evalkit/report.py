@@ -135,15 +135,6 @@ font-size:12px;border:1px solid #ddd;padding:4px}.card.flagged{border-color:#d62
 .path{color:#666;word-break:break-all}.prompt{font-style:italic}.err{font-family:monospace;font-size:12px}"""
 
 
-# The report's data is a root's results; notebooks that read "a dashboard" get the same object.
-Dashboard = RootResults
-
-
-def load_dashboard(root: str | Path, store: SQLStore | None = None) -> RootResults:
-    """Read a checkpoint root's store (see :func:`evalkit.root.open_root`)."""
-    return open_root(root, store=store)
-
-
 def write_report(root: str | Path | RootResults, store: SQLStore | None = None, worst_n: int = 6) -> Path:
     """Write ``ROOT/report.html`` from a root's results (a path, read through
     :func:`evalkit.root.open_root`, or one already open) and return its path."""
