@@ -19,13 +19,14 @@ face_noface.mov (single_face's man again); and the astronaut photo animated by c
 motion (``faces.animate_still``), which version 2 used as a second identity: it is no real
 footage and its motion is carphone's, so it would count one man's motion twice. Each clip's
 faces are measured against their own neutral, exactly as the detector does
-(:func:`evalkit.detectors.expression.expression_features`), and the frames of all clips are
-pooled into per-feature quantiles (the woman's 472 frames weigh more than the men's 192).
+(:func:`evalkit.detectors.expression.expression_features`): first how far each person moves
+each mesh point (``point_scale``, each person counted once), then every clip's features with
+the deformation in those units; the frames of all clips are pooled into per-feature quantiles (the woman's 472 frames weigh more than the men's 192).
 ``real_clip_scores`` records what the detector scores each reference clip with the new
 reference (in-sample, so about 1).
 
 Real footage of your own model's training distribution (talking heads, singers, actors) makes
-a far better reference: pass the videos and ``--out`` a new file, then set the detector's
+a far better reference (each video counts as one person): pass the videos and ``--out`` a new file, then set the detector's
 ``reference`` option to it.
 """
 
@@ -39,7 +40,14 @@ from pathlib import Path
 
 import numpy as np
 
-from evalkit.detectors.expression import FEATURES, exaggeration, expression_features
+from evalkit.detectors.expression import (
+    FEATURES,
+    exaggeration,
+    expression_features,
+    face_displacements,
+    population_point_scale,
+)
+from evalkit.detectors.face_mesh import MESH_POINTS
 from evalkit.landmarks import extract_face
 from evalkit.video import DecodeOptions, decode_video
 
@@ -48,16 +56,15 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / "detectors" / "expression
 QUANTILES = {"q50": 0.5, "q90": 0.9, "q99": 0.99}
 
 
-def clip_features(path: str | Path, max_side: int = 512) -> tuple[np.ndarray, float]:
-    """``(T, F, 8)`` expression features of one real video and its fps."""
+def clip_points(path: str | Path, max_side: int = 512) -> tuple[np.ndarray, float]:
+    """``(T, F, 478, 3)`` face-mesh landmarks (px) of one real video and its fps."""
     video = decode_video(path, DecodeOptions(max_side=max_side))
-    track = extract_face(video.numpy_hwc())
-    return expression_features(track.pixels(), video.fps), video.fps
+    return extract_face(video.numpy_hwc()).pixels(), video.fps
 
 
-def default_sources(exclude: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray, float]]:
-    """``{clip name: (features (T, F, 8), fps)}`` of the bundled reference's clips: every
-    segment of every identity in ``faces.IDENTITIES`` except ``exclude``, unwarped."""
+def default_sources(exclude: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray, float, str]]:
+    """``{clip name: (landmarks (T, F, 478, 3) px, fps, person)}`` of the bundled reference's
+    clips: every segment of every identity in ``faces.IDENTITIES`` except ``exclude``, unwarped."""
     from evalkit.datasets import faces
 
     out = {}
@@ -67,17 +74,37 @@ def default_sources(exclude: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray
         frames, fps, _ = faces.real_face(identity)
         for name, part in faces.identity_segments(identity):
             track = faces.cached_face_track(frames[part], f"{name}_x1.0")
-            out[name] = (expression_features(track.pixels(), fps), fps)
+            out[name] = (track.pixels(), fps, identity)
     return out
 
 
 def build(paths: list[Path], name: str) -> dict:
-    """The reference dict from real videos ``paths``."""
-    return build_from_features({str(p): clip_features(p) for p in paths}, name)
+    """The reference dict from real videos ``paths``, each video counted as one person."""
+    return build_from_points({str(p): (*clip_points(p), str(p)) for p in paths}, name)
 
 
-def build_from_features(per_clip: dict[str, tuple[np.ndarray, float]], name: str) -> dict:
-    """The reference dict from ``{clip name: (features (T, F, 8), fps)}``."""
+def build_from_points(
+    per_clip: dict[str, tuple[np.ndarray, float, str]], name: str, point_scale: np.ndarray | None = None
+) -> dict:
+    """The reference dict from ``{clip name: (landmarks (T, F, 478, 3) px, fps, person)}``: each
+    mesh point's real displacement over the people (:func:`population_point_scale`, each person
+    once), then the features of every clip in those units, pooled into quantiles.
+    ``point_scale``: use this one instead (e.g. the bundled reference's)."""
+    if point_scale is None:
+        by_person: dict[str, list[np.ndarray]] = {}
+        for points, _, person in per_clip.values():
+            by_person.setdefault(person, []).append(face_displacements(points).reshape(-1, MESH_POINTS, 2))
+        point_scale = population_point_scale([np.concatenate(v) for v in by_person.values()])
+    features = {clip: (expression_features(points, fps, point_scale=point_scale), fps) for clip, (points, fps, _) in per_clip.items()}
+    return build_from_features(features, name, point_scale)
+
+
+def build_from_features(
+    per_clip: dict[str, tuple[np.ndarray, float]], name: str, point_scale: np.ndarray | None = None
+) -> dict:
+    """The reference dict from ``{clip name: (features (T, F, 8), fps)}`` (made with
+    ``point_scale``, which the dict then holds; None: a version 3 reference in face sizes, which
+    the detector does not load)."""
     paths = list(per_clip)
     pooled = np.concatenate([f.reshape(-1, len(FEATURES)) for f, _ in per_clip.values()])
     features = {}
@@ -95,12 +122,14 @@ def build_from_features(per_clip: dict[str, tuple[np.ndarray, float]], name: str
             "python -m evalkit.datasets.expression_reference: MediaPipe face mesh "
             f"(mediapipe {version('mediapipe')}, refine_landmarks) on each video decoded at <= 512 px, "
             "features per frame against each face's own neutral (de-spiked, weighted by mesh continuity), "
-            "frames of all clips pooled; default sources: faces.IDENTITIES segments (carphone_pristine halves, "
+            "the deformation with each mesh point in units of its real displacement (point_scale: RMS per person, "
+            "geometric mean over people), frames of all clips pooled; default sources: faces.IDENTITIES segments (carphone_pristine halves, "
             "WolfgangLanger_Pexels quarters and single_face at <= 360 px), unwarped"
         ),
         "sources": [Path(p).name for p in paths],
         "features": features,
         "real_clip_scores": scores,
+        **({} if point_scale is None else {"point_scale": [round(float(v), 6) for v in point_scale]}),
     }
 
 
@@ -114,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.videos:
         reference = build(args.videos, args.name or "custom")
     else:
-        reference = build_from_features(default_sources(), args.name or "carphone+woman+single_face")
+        reference = build_from_points(default_sources(), args.name or "carphone+woman+single_face")
     args.out.write_text(json.dumps(reference, indent=1) + "\n")
     log.info("wrote %s: %s", args.out, {f: round(v["q99"], 4) for f, v in reference["features"].items()})
     log.info("real clips scored against it: %s", reference["real_clip_scores"])

@@ -44,8 +44,9 @@ from evalkit._types import FaceTrack, Video, VideoInputs
 from evalkit.aggregate import find_regressions
 from evalkit.datasets import faces
 from evalkit.detectors.blink import BlinkDetector, pooled_blink_rate
-from evalkit.datasets.expression_reference import build_from_features
+from evalkit.datasets.expression_reference import build_from_features, build_from_points
 from evalkit.detectors.expression import (
+    PAIRED_FLOOR,
     PAIRED_THRESHOLD,
     ExpressionConfig,
     ExpressionDetector,
@@ -58,6 +59,7 @@ from evalkit.detectors.expression import (
 from evalkit.detectors.face_mesh import MEASURES, expression_measures, is_frontal
 
 log = logging.getLogger(__name__)
+V4_PAIRED_FLOOR = 0.02  # version 4's paired floor, face sizes (version 5's deformation is in point-scale units)
 
 
 def inputs_for(frames: np.ndarray, fps: float, track: FaceTrack, name: str) -> VideoInputs:
@@ -240,77 +242,102 @@ def evaluate_expression() -> dict:
     """Leave-one-identity-out: every segment of every real identity (``faces.IDENTITIES``) and
     the astronaut animated by carphone's halves, warped by 1, 1.5, 2 and 3, each scored against
     a reference built from the factor-1 clips of the OTHER real identities only (the
-    astronaut's against woman + single_face: its motion is carphone's). Three scorings of the
-    same clips with the same references, side by side:
+    astronaut's against woman + single_face: its motion is carphone's): the reference's
+    ``point_scale`` as well as its quantiles. Four scorings of the same clips with the same
+    references, side by side:
 
     - naive: the clip's maximum mouth opening / face size over the reference's 99th percentile;
-    - unpaired (versions 3 and 4): the peak whole-face deformation over the reference's;
-    - paired (version 4): each clip against the same segment unwarped (the same prompt and seed
-      at a checkpoint that does not exaggerate), :func:`paired_exaggeration`. Its real pairs are
-      the real variants (carphone pristine and distorted resized, re-timed and re-encoded)
-      against the clip they were made from, and distorted against pristine.
+    - version 3 (= version 4 unpaired): the peak whole-face deformation in face sizes over the reference's;
+    - version 5: the same with each mesh point in units of how far the reference's people move it;
+    - paired (versions 4 and 5): each clip against the same segment unwarped (the same prompt and
+      seed at a checkpoint that does not exaggerate), :func:`paired_exaggeration` with the
+      detector's own (bundled) ``point_scale``. Its real pairs are the real variants (carphone
+      pristine and distorted resized, re-timed and re-encoded) against the clip they were made
+      from, and distorted against pristine.
 
     Also the bundled reference (in-sample for the real identities), the real variants of
     carphone (scored against the reference without carphone) and the unwarped woman and
     single_face clips whole ("extreme but real")."""
     detector = ExpressionDetector()
     threshold, q = detector.options.threshold, detector.options.peak_quantile
-    features, opening, factor, identity = {}, {}, {}, {}
+    v3_threshold = 1.25  # version 3's and 4's default
+    points, fps, opening, factor, identity = {}, {}, {}, {}, {}
     for clip in faces.expression_clips():
-        points = faces.cached_face_track(clip["frames"], clip["name"]).pixels()
-        features[clip["name"]], opening[clip["name"]] = expression_features(points, clip["fps"]), mouth_opening(points)
-        factor[clip["name"]], identity[clip["name"]] = clip["factor"], clip["identity"]
-    reals, real_opening = {}, {}
+        name = clip["name"]
+        points[name] = faces.cached_face_track(clip["frames"], name).pixels()
+        fps[name], opening[name] = clip["fps"], mouth_opening(points[name])
+        factor[name], identity[name] = clip["factor"], clip["identity"]
+    warped = list(points)
     for clip in faces.real_variants():
-        points = faces.cached_face_track(clip["frames"], clip["name"].replace("@", "_")).pixels()
-        reals[clip["name"]], real_opening[clip["name"]] = expression_features(points, clip["fps"]), mouth_opening(points)
+        points[clip["name"]] = faces.cached_face_track(clip["frames"], clip["name"].replace("@", "_")).pixels()
+        fps[clip["name"]] = clip["fps"]
     for who in ("woman", "single_face"):
-        frames, fps, points = faces.real_face(who)
-        reals[f"{who} (whole clip)"], real_opening[f"{who} (whole clip)"] = expression_features(points[:, None], fps), mouth_opening(points[:, None])
-    warped = list(features)
+        _, fps[f"{who} (whole clip)"], whole = faces.real_face(who)
+        points[f"{who} (whole clip)"] = whole[:, None]
+    reals = [n for n in points if n not in factor]
+    real_opening = {n: mouth_opening(points[n]) for n in reals}
     real_ids = list(faces.IDENTITIES)
 
     def reference_clips(*held: str) -> list[str]:
         return [n for n in warped if factor[n] == 1.0 and identity[n] in real_ids and identity[n] not in held]
 
     held = {who: (who,) for who in real_ids} | {"astronaut": ("carphone",)}
-    held_scale = {who: reference_scale(build_from_features({n: (features[n], 1.0) for n in reference_clips(*h)}, "held out")) for who, h in held.items()}
+    real_who = {n: "carphone" if n.startswith("carphone") else n.split(" ")[0] for n in reals}
+    who_of = identity | real_who
+    v3_features = {n: expression_features(points[n], fps[n]) for n in points}
+    v3_scale = {who: reference_scale(build_from_features({n: (v3_features[n], 1.0) for n in reference_clips(*h)}, "held out"))
+                for who, h in held.items()}
+    v3_bundled = reference_scale(build_from_features({n: (v3_features[n], 1.0) for n in reference_clips()}, "bundled v3"))
+    # version 5: each held-out person's clips measured in the units of the reference without them
+    held_reference = {who: build_from_points({n: (points[n], fps[n], identity[n]) for n in reference_clips(*h)}, "held out")
+                      for who, h in held.items()}
+    loio_features = {n: expression_features(points[n], fps[n], point_scale=np.array(held_reference[who_of[n]]["point_scale"]))
+                     for n in points}
+    features = {n: expression_features(points[n], fps[n], point_scale=detector._point_scale) for n in points}  # as the detector
     held_mouth = {who: _pooled_q99([opening[n] for n in reference_clips(*h)]) for who, h in held.items()}
     bundled_mouth = _pooled_q99([opening[n] for n in reference_clips()])
-    real_who = {n: "carphone" if n.startswith("carphone") else n.split(" ")[0] for n in reals}
 
     def score(f: np.ndarray, scale: np.ndarray) -> float:
         return exaggeration(f, scale, q)[1]
 
+    def both(score_of) -> tuple[dict, dict]:
+        return {n: score_of(n) for n in warped}, {n: score_of(n) for n in reals}
+
     scorings = {
         "naive: max mouth opening, leave-one-identity-out": (
             {n: naive_score(opening[n], held_mouth[identity[n]]) for n in warped},
-            {n: naive_score(real_opening[n], held_mouth[real_who[n]]) for n in reals}, threshold),
+            {n: naive_score(real_opening[n], held_mouth[real_who[n]]) for n in reals}, v3_threshold),
         "naive: max mouth opening, bundled (in-sample)": (
             {n: naive_score(opening[n], bundled_mouth) for n in warped},
-            {n: naive_score(real_opening[n], bundled_mouth) for n in reals}, threshold),
+            {n: naive_score(real_opening[n], bundled_mouth) for n in reals}, v3_threshold),
         "v3 = v4 unpaired, leave-one-identity-out": (
-            {n: score(features[n], held_scale[identity[n]]) for n in warped},
-            {n: score(f, held_scale[real_who[n]]) for n, f in reals.items()}, threshold),
-        "v3 = v4 unpaired, bundled (in-sample)": (
-            {n: score(features[n], detector._scale) for n in warped},
-            {n: score(f, detector._scale) for n, f in reals.items()}, threshold),
+            *both(lambda n: score(v3_features[n], v3_scale[who_of[n]])), v3_threshold),
+        "v3 = v4 unpaired, bundled (in-sample)": (*both(lambda n: score(v3_features[n], v3_bundled)), v3_threshold),
+        "v5 unpaired, leave-one-identity-out": (
+            *both(lambda n: score(loio_features[n], reference_scale(held_reference[who_of[n]]))), threshold),
+        "v5 unpaired, bundled (in-sample)": (*both(lambda n: score(features[n], detector._scale)), threshold),
     }
-    # Paired: no reference of other people at all, so "leave-one-identity-out" holds trivially.
+    # Paired: no reference of other people but the bundled point scale.
     own = {n: n.rsplit("_x", 1)[0] + "_x1.0" for n in warped}
-    paired = {n: paired_exaggeration(features[n], features[own[n]], q) for n in warped}
     sources = {n: ("carphone_distorted" if n.startswith("carphone_distorted") else "carphone_pristine") for n in reals if "whole" not in n}
-    real_pairs = {n: paired_exaggeration(reals[n], reals[sources[n]], q) for n in sources if n != sources[n]}
-    real_pairs["carphone_distorted vs carphone_pristine"] = paired_exaggeration(reals["carphone_distorted"], reals["carphone_pristine"], q)
-    scorings["v4 paired (against the unwarped clip)"] = (paired, real_pairs, PAIRED_THRESHOLD)
+    pairs = {n: (n, own[n]) for n in warped}
+    real_pair_of = {n: (n, sources[n]) for n in sources if n != sources[n]}
+    real_pair_of["carphone_distorted vs carphone_pristine"] = ("carphone_distorted", "carphone_pristine")
+    for label, f in (("v4 paired (against the unwarped clip)", v3_features), ("v5 paired (against the unwarped clip)", features)):
+        floor = V4_PAIRED_FLOOR if f is v3_features else PAIRED_FLOOR
+        ratio = {n: _ratio(f[a], f[b], q, floor) for n, (a, b) in pairs.items()}
+        real_ratio = {n: _ratio(f[a], f[b], q, floor) for n, (a, b) in real_pair_of.items()}
+        scorings[label] = (ratio, real_ratio, PAIRED_THRESHOLD)
+    paired, real_pairs = scorings["v5 paired (against the unwarped clip)"][:2]
     # The astronaut against a real clip of other content: the real footage that drives her.
     driver = {n: f"carphone{n[len('astronaut')]}_x1.0" for n in warped if identity[n] == "astronaut"}
     astro = {n: paired_exaggeration(features[n], features[driver[n]], q) for n in driver}
 
-    print(f"\nEXPRESSION (version {detector.version})  clip       factor  naive(loio)  unpaired(bundled)  unpaired(loio)  paired")
+    print(f"\nEXPRESSION (version {detector.version})  clip       factor  naive(loio)  v3(loio)  v5(bundled)  v5(loio)  v4 paired  v5 paired")
     for n in warped:
         print(f"            {n:22s} {factor[n]:6.1f}  {scorings['naive: max mouth opening, leave-one-identity-out'][0][n]:11.2f}"
-              f"  {scorings['v3 = v4 unpaired, bundled (in-sample)'][0][n]:17.2f}  {scorings['v3 = v4 unpaired, leave-one-identity-out'][0][n]:14.2f}  {paired[n]:6.2f}")
+              f"  {scorings['v3 = v4 unpaired, leave-one-identity-out'][0][n]:8.2f}  {scorings['v5 unpaired, bundled (in-sample)'][0][n]:11.2f}"
+              f"  {scorings['v5 unpaired, leave-one-identity-out'][0][n]:8.2f}  {scorings['v4 paired (against the unwarped clip)'][0][n]:9.2f}  {paired[n]:9.2f}")
     print("            real pair                                   paired ratio")
     for n, v in real_pairs.items():
         print(f"            {n:42s}  {v:6.2f}  {'FLAGGED' if v > PAIRED_THRESHOLD else ''}")
@@ -323,16 +350,22 @@ def evaluate_expression() -> dict:
     for subset, names in subsets:
         print(f"\n  [{subset}: {len(names)} clips]")
         for label, (s, r, thr) in scorings.items():
-            out[f"{label}, {subset}"] = _scores_row(label, s, r, thr, names, factor, identity, paired=label.startswith("v4 paired"))
+            out[f"{label}, {subset}"] = _scores_row(label, s, r, thr, names, factor, identity, paired=" paired (" in label)
     a, rho, _ = _ranking(astro, factor)
     print(f"\n  paired against a real clip of other content (the astronaut vs carphone, the real man driving her): "
           f"x1 {', '.join(f'{astro[n]:.2f}' for n in astro if factor[n] == 1.0)}; Spearman with factor {rho:.2f}")
     out["astronaut_vs_driver"] = astro
-    unpaired = scorings["v3 = v4 unpaired, leave-one-identity-out"][0]
+    unpaired = scorings["v5 unpaired, leave-one-identity-out"][0]
     peaks = {n: deformation_peak(features[n], q) for n in warped}
     out["power"] = clips_needed(unpaired, peaks, factor, own)
     out["paired_false_alarms"] = paired_false_alarms(real_pairs)
     return out
+
+
+def _ratio(features: np.ndarray, reference: np.ndarray, q: float, floor: float) -> float:
+    """:func:`paired_exaggeration` with another floor (version 4's deformation was in face sizes)."""
+    peak, ref = deformation_peak(features, q), deformation_peak(reference, q)
+    return peak / max(ref, floor) if np.isfinite(ref) else float("nan")
 
 
 def _detects(values: np.ndarray, rng: np.random.Generator, n_boot: int = 500) -> bool:
@@ -411,7 +444,9 @@ def evaluate_paired_demo(root: str | Path) -> dict:
     from evalkit.datasets.expression_reference import default_sources
 
     person = {"face_expression": "carphone", "face_astronaut": "carphone", "face_laugh": "woman", "face_talk": "carphone"}
-    held_q99 = {who: build_from_features(default_sources(exclude=(who,)), f"without {who}")["features"]["deformation"]["q99"]
+    # stored peaks are in the bundled reference's point units: the held-out quantile in the same units
+    bundled_points = ExpressionDetector()._point_scale
+    held_q99 = {who: build_from_points(default_sources(exclude=(who,)), f"without {who}", bundled_points)["features"]["deformation"]["q99"]
                 for who in set(person.values())}
     out = {}
     print(f"\nEXPRESSION paired mode on {root}: each checkpoint against {final} on the prompts tagged expression {expression_prompts}")

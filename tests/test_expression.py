@@ -11,21 +11,25 @@ import pytest
 
 from evalkit._types import FaceTrack
 from evalkit.datasets import faces
-from evalkit.datasets.expression_reference import build_from_features
+from evalkit.datasets.expression_reference import build_from_points
 from evalkit.aggregate import find_regressions, paired_comparisons
 from evalkit.datasets.face_eval import auc, inputs_for, mouth_opening, naive_score
 from evalkit.datasets.footage import load_clip
 from evalkit.detectors.expression import (
     FEATURES,
+    PAIRED_FLOOR,
     PAIRED_THRESHOLD,
     ExpressionConfig,
     ExpressionDetector,
     deformation_peak,
     exaggeration,
     expression_features,
+    face_deformation,
+    face_displacement,
     load_reference,
     mesh_continuity,
     paired_exaggeration,
+    population_point_scale,
     reference_scale,
 )
 from evalkit.errors import DetectorConfigError
@@ -57,14 +61,25 @@ def warped(identities):
     return out
 
 
-def _reference_without(identities, held_out: str) -> np.ndarray:
-    """Real 99th percentiles from every segment of the other identities (unwarped)."""
+def _reference_without(identities, held_out: str) -> dict:
+    """The reference (point scale and quantiles) from every segment of the other identities (unwarped)."""
     per_clip = {}
     for who, (_, fps, points) in identities.items():
         if who != held_out:
             for name, part in faces.identity_segments(who):
-                per_clip[name] = (expression_features(points[part][:, None], fps), fps)
-    return reference_scale(build_from_features(per_clip, f"without {held_out}"))
+                per_clip[name] = (points[part][:, None], fps, who)
+    return build_from_points(per_clip, f"without {held_out}")
+
+
+def _unpaired(points: np.ndarray, fps: float, reference: dict) -> float:
+    """A clip's score against a reference, in the reference's point units."""
+    features = expression_features(points, fps, point_scale=np.array(reference["point_scale"]))
+    return exaggeration(features, reference_scale(reference))[1]
+
+
+def _features(points: np.ndarray, fps: float) -> np.ndarray:
+    """Features as the bundled detector computes them (its reference's point scale)."""
+    return expression_features(points, fps, point_scale=np.array(load_reference()["point_scale"]))
 
 
 def _score(clip, fps, track, **config):
@@ -77,10 +92,10 @@ def test_leave_one_identity_out_ranks_exaggeration_above_real(identities, warped
     every segment, pooled over identities (the validation's target: AUC >= 0.9)."""
     scores = {}
     for who in ("carphone", "woman", "single_face"):
-        scale = _reference_without(identities, who)
+        reference = _reference_without(identities, who)
         for (segment, factor), (_, fps, track) in warped.items():
             if SEGMENTS[segment] == who:
-                scores[segment, factor] = exaggeration(expression_features(track.pixels(), fps), scale)[1]
+                scores[segment, factor] = _unpaired(track.pixels(), fps, reference)
     for segment in SEGMENTS:
         assert scores[segment, 2.0] > scores[segment, 1.0], segment
     real = [v for (_, f), v in scores.items() if f == 1.0]
@@ -93,7 +108,7 @@ def test_extreme_but_real_woman_is_not_flagged(identities):
     """The woman's whole real clip (crying, a hand over her face, laughing) against a reference
     without her, and with the bundled detector."""
     _, fps, points = identities["woman"]
-    score = exaggeration(expression_features(points[:, None], fps), _reference_without(identities, "woman"))[1]
+    score = _unpaired(points[:, None], fps, _reference_without(identities, "woman"))
     assert score < THRESHOLD
     frames = identities["woman"][0]
     result = _score(frames, fps, faces.cached_face_track(frames, f"woman_{faces.REAL_MAX_SIDE}"))
@@ -149,7 +164,7 @@ def test_real_face_at_low_fps_is_not_flagged(warped):
 def test_bundled_reference_is_what_the_script_builds(identities):
     """Every segment of every real identity, unwarped (the script meshes each segment on its
     own; slicing the whole clip's mesh gives nearly the same quantiles)."""
-    parts = [expression_features(points[part][:, None], fps)
+    parts = [_features(points[part][:, None], fps)
              for who, (_, fps, points) in identities.items() for _, part in faces.identity_segments(who)]
     features = np.concatenate([p.reshape(-1, len(FEATURES)) for p in parts])
     reference = load_reference()
@@ -158,6 +173,10 @@ def test_bundled_reference_is_what_the_script_builds(identities):
         assert np.quantile(values, 0.99) == pytest.approx(reference["features"][name]["q99"], rel=0.1)
     assert reference["sources"] == [n for who in faces.IDENTITIES for n, _ in faces.identity_segments(who)]
     assert "how_made" in reference and "astronaut" not in " ".join(reference["sources"])
+    # the point scale: each person once, the lips and jaw moving furthest, the rigid points least
+    scale = np.array(reference["point_scale"])
+    assert scale.shape == (468,) and np.all(scale > 0)
+    assert scale[14] > 3 * scale[6]  # lower inner lip against the nose ridge
 
 
 def test_deformation_ignores_pose_size_and_position():
@@ -210,6 +229,35 @@ def test_custom_reference_is_checked(tmp_path):
         ExpressionDetector(reference=str(bad))
     with pytest.raises(DetectorConfigError, match="expected a readable"):
         ExpressionDetector(reference=str(tmp_path / "missing.json"))
+    # a version 3/4 reference (no point scale) is refused, saying how to rebuild it
+    old = load_reference() | {"point_scale": None}
+    del old["point_scale"]
+    bad.write_text(json.dumps(old))
+    with pytest.raises(DetectorConfigError, match="expected a point_scale of 468 values.*got none"):
+        ExpressionDetector(reference=str(bad))
+
+
+def test_point_scale_weighs_each_person_once_and_each_point_in_its_own_units():
+    """population_point_scale: per person the RMS displacement of each point, geometric mean over
+    people (a long clip of one person does not outweigh another); face_deformation divides by it."""
+    rng = np.random.default_rng(0)
+    small = rng.normal(0, 0.1, (400, 468, 2))  # a long clip of a person who moves little
+    large = rng.normal(0, 0.4, (20, 468, 2))  # a short clip of one who moves a lot
+    scale = population_point_scale([small, large])
+    assert scale.shape == (468,)
+    np.testing.assert_allclose(np.median(scale), np.sqrt(2) * 0.2, rtol=0.1)  # sqrt(0.1 * 0.4) per axis, x and y
+    # a uniform scale divides the face-size deformation; an uneven one weighs a point by 1 / its scale
+    frames = faces.carphone()[2][:30, None]
+    usable, calm = np.ones((30, 1), bool), np.zeros((30, 1), bool)
+    calm[:8] = True
+    plain = face_deformation(frames, usable, calm)
+    np.testing.assert_allclose(face_deformation(frames, usable, calm, np.full(468, 0.5, np.float32)), plain / 0.5, rtol=1e-5)
+    still_lips = np.ones(468, np.float32)
+    still_lips[[13, 14]] = 0.01  # two points real people hardly move: their displacement now dominates
+    weighted = face_deformation(frames, usable, calm, still_lips)
+    displacement = face_displacement(frames, usable, calm)  # (T, F, 468, 2) face sizes
+    np.testing.assert_allclose(weighted, np.sqrt(((displacement**2).sum(-1) / still_lips**2).mean(-1)), rtol=1e-4)
+    assert np.nanmax(weighted) > 3 * np.nanmax(plain)
 
 
 def test_functional_options_are_the_detector_config():
@@ -246,12 +294,12 @@ def test_paired_mode_finds_exaggeration_across_people(warped):
     ratios = {}
     for segment in SEGMENTS:
         (_, fps, x1), (_, _, x2) = warped[segment, 1.0], warped[segment, 2.0]
-        ratios[segment] = paired_exaggeration(expression_features(x2.pixels(), fps), expression_features(x1.pixels(), fps))
+        ratios[segment] = paired_exaggeration(_features(x2.pixels(), fps), _features(x1.pixels(), fps))
     assert min(ratios.values()) > PAIRED_THRESHOLD, ratios
     frames, fps, track = warped["carphone1", 1.0]
     keep = np.arange(0, len(frames), 3)
-    low = expression_features(track.pixels()[keep], fps / 3)
-    assert 1 / PAIRED_THRESHOLD < paired_exaggeration(low, expression_features(track.pixels(), fps)) < PAIRED_THRESHOLD
+    low = _features(track.pixels()[keep], fps / 3)
+    assert 1 / PAIRED_THRESHOLD < paired_exaggeration(low, _features(track.pixels(), fps)) < PAIRED_THRESHOLD
     # the detector's form: the reference named in the result, which depends on it
     detector = ExpressionDetector()
     result = detector.score_paired(inputs_for(*warped["single_face0", 2.0], "b.mp4"), inputs_for(*warped["single_face0", 1.0], "a.mp4"))
@@ -268,7 +316,7 @@ def test_naive_baseline_is_the_max_mouth_opening(identities):
     assert naive_score(opening, float(np.nanmax(opening))) == pytest.approx(1.0)
 
 
-def _results(peaks: dict[str, list[float]], scale: float = 0.1) -> pd.DataFrame:
+def _results(peaks: dict[str, list[float]], scale: float = 2.0) -> pd.DataFrame:
     """A results frame of ``expression`` with the stored stats a paired comparison reads."""
     rows = []
     for checkpoint, values in peaks.items():
@@ -281,7 +329,7 @@ def _results(peaks: dict[str, list[float]], scale: float = 0.1) -> pd.DataFrame:
 def test_regressions_use_the_paired_score_on_shared_clips():
     """People differ more than the change: the unpaired scores of B overlap A's, the paired
     log2 ratios are all log2(1.5)."""
-    a = [0.04, 0.30, 0.09, 0.15]
+    a = [0.4, 3.0, 0.9, 1.5]  # peaks above PAIRED_FLOOR
     results = _results({"A": a, "B": [1.5 * v for v in a]})
     paired = {"expression": ExpressionDetector.paired_score}
     found = find_regressions(results, ["A", "B"], {"expression": True}, paired_scores=paired)
@@ -301,11 +349,11 @@ def test_regressions_use_the_paired_score_on_shared_clips():
 
 
 def test_paired_score_floors_a_still_reference():
-    assert ExpressionDetector.paired_score({"deformation_peak": 0.04}, {"deformation_peak": 0.0}) == pytest.approx(1.0)
+    assert ExpressionDetector.paired_score({"deformation_peak": 2 * PAIRED_FLOOR}, {"deformation_peak": 0.0}) == pytest.approx(1.0)
     assert math.isnan(ExpressionDetector.paired_score({"skipped": "no face"}, {"deformation_peak": 0.1}))
     features = np.zeros((10, 1, len(FEATURES)), np.float32)
-    features[:, 0, 0] = np.linspace(0, 0.1, 10)
-    assert deformation_peak(features, 1.0) == pytest.approx(0.1)
+    features[:, 0, 0] = np.linspace(0, 2 * PAIRED_FLOOR, 10)
+    assert deformation_peak(features, 1.0) == pytest.approx(2 * PAIRED_FLOOR)
     assert paired_exaggeration(features, features) == pytest.approx(1.0)
 
 

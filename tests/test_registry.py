@@ -54,7 +54,7 @@ RELEASED_DEFAULT_HASHES = {
     "alignment": "63730c5de40bbc95",  # before its model is resolved: an instance keys by the model's path
     "blink": "f337b52778d4bb41",
     "confetti": "79bbf3f69791cf99",  # version 3 (#18): fine_specks
-    "expression": "570d4e3bd1e88a5d",
+    "expression": "9a2750ff83b20927",  # version 5 (#22): threshold 1.4 for the point-scaled deformation
     "framediff": "a24e66ac9b66d0c4",
     "motion": "b2c9d35c425aeea6",  # version 10 (#19): second_model, confirm_tolerance_s
     "temporal_flickering": "7a897699d1aadda1",
