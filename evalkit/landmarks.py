@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -376,7 +377,13 @@ class LandmarkPool:
             self._executor = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init
             )
-        return self._executor.submit(extract, frames_hwc, face, pose, self.options)
+        if not (face and pose and self.workers > 1):
+            return self._executor.submit(extract, frames_hwc, face, pose, self.options)
+        # Face and pose of one video as two jobs: with few long videos, one worker would
+        # otherwise run both while the others wait.
+        parts = [self._executor.submit(extract, frames_hwc, True, False, self.options),
+                 self._executor.submit(extract, frames_hwc, False, True, self.options)]
+        return _joined(parts)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -388,6 +395,26 @@ class LandmarkPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _joined(parts: list[Future]) -> Future:
+    """One future for a face job and a pose job: ``(face, pose)`` when both are done, or the
+    first failure."""
+    joined: Future = Future()
+    lock = threading.Lock()
+
+    def done(_: Future) -> None:
+        with lock:
+            if joined.done() or not all(p.done() for p in parts):
+                return
+            try:
+                joined.set_result((parts[0].result()[0], parts[1].result()[1]))
+            except BaseException as exc:  # a worker's failure, surfaced by result()
+                joined.set_exception(exc)
+
+    for part in parts:
+        part.add_done_callback(done)
+    return joined
 
 
 def default_workers() -> int:

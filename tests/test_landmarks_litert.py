@@ -349,3 +349,21 @@ def test_score_with_litert_end_to_end(tmp_path):
     frame = evalkit.score(footage_path("single_face.mp4"), detectors=["blink", "motion"], landmarks="litert")
     assert set(frame["detector"]) == {"blink", "motion"}
     assert frame["error"].isna().all(), frame["error"].tolist()
+
+
+@pytest.mark.slow
+def test_worker_pool_splits_face_and_pose_and_gives_the_same_tracks(carphone):
+    """With two workers, a video's face and pose run as two jobs (one per worker) and come back
+    as one ``(face, pose)``, the same as in-process; a failing job fails the joined future."""
+    from evalkit.landmarks import LandmarkPool, extract
+
+    frames = np.ascontiguousarray(carphone[0][:20])
+    options = LandmarkOptions(backend="litert")
+    face, pose = extract(frames, True, True, options)
+    with LandmarkPool(2, options) as pool:
+        got_face, got_pose = pool.submit(frames, True, True).result(timeout=300)
+        np.testing.assert_array_equal(got_face.landmarks, face.landmarks)
+        np.testing.assert_array_equal(got_pose.landmarks, pose.landmarks)
+        assert pool.submit(frames, False, True).result(timeout=300)[0] is None
+        with pytest.raises(Exception):
+            pool.submit(frames[..., :2], True, True).result(timeout=300)  # two channels: both jobs fail
