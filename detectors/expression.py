@@ -34,7 +34,9 @@ neutral, geometric mean over the reference's people, stored in the reference as
 which real faces move most, dominate the deformation, and people differ most in how far they
 open their mouths; in these units a face that stretches its cheeks, eyelids or brows further
 than people do counts as much. Leave-one-identity-out (docs/face.md) the pooled AUC rose from
-0.877 to 0.930 (within identity 0.920 both); the paired mode reads the same deformation.
+0.877 to 0.930 (within identity 0.920 both). The paired mode keeps version 4's deformation in
+face sizes (``stats["deformation_peak"]``): within one person nothing needs calibrating, and in
+point units the mesh's noise on points that faces hardly move raised real pairs' ratios.
 
 Seven named measures explain a high score (``stats["peak_ratio_by_feature"]``, event kinds):
 mouth opening, lip-corner stretch, brow raise, eye widening (deviations from neutral; mouth
@@ -136,14 +138,24 @@ def expression_features(
         NaN where the face is absent, turned away or too small.
     """
     cfg = with_options(ExpressionConfig, config, options, "expression_features")
+    return _features(points, fps, cfg, point_scale)[0]
+
+
+def _features(
+    points: np.ndarray, fps: float, cfg: ExpressionConfig, point_scale: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`expression_features` and, from the same displacements, the deformation in face sizes
+    ``(T, F)`` (de-spiked and weighted like the features), which the paired mode compares."""
     points = check_landmarks(points, "expression_features points")
     if points.ndim != 4:
         raise ShapeError("expression_features points", "(T, F, 478, 3)", points.shape)
     measures, usable, calm = _gated_measures(points, cfg)
     neutral = quiet_nanmedian(np.where(calm[..., None], measures, np.nan), axis=0)  # (F, 4)
-    deformation = face_deformation(points, usable, calm, point_scale)
+    squared = (face_displacement(points, usable, calm) ** 2).sum(axis=-1)  # (T, F, 468)
+    in_face_sizes = np.sqrt(squared.mean(axis=-1))
+    deformation = in_face_sizes if point_scale is None else np.sqrt((squared / np.square(point_scale)).mean(axis=-1))
     if cfg.despike:
-        deformation = rolling_nanmedian(deformation, 3, 2)
+        deformation, in_face_sizes = rolling_nanmedian(deformation, 3, 2), rolling_nanmedian(in_face_sizes, 3, 2)
     deviation = measures - neutral[None]
     deviation = np.where(_UPWARD_ONLY, np.maximum(deviation, 0.0), np.abs(deviation))
     half = frames_for(cfg.speed_s / 2.0, fps)
@@ -153,8 +165,9 @@ def expression_features(
         speed[half:-half] = np.abs(moving[2 * half :] - moving[: -2 * half]) * (fps / (2 * half))
     features = np.concatenate([deformation[..., None], deviation, speed], axis=-1)
     if cfg.reliability_s is not None:
-        features = features * mesh_continuity(usable, fps, cfg.reliability_s)[..., None]
-    return features.astype(np.float32)
+        continuity = mesh_continuity(usable, fps, cfg.reliability_s)
+        features, in_face_sizes = features * continuity[..., None], in_face_sizes * continuity
+    return features.astype(np.float32), in_face_sizes.astype(np.float32)
 
 
 def mesh_continuity(tracked: np.ndarray, fps: float, window_s: float = 0.5) -> np.ndarray:
@@ -324,11 +337,11 @@ def exaggeration(
     return series.astype(np.float32), float(peaks[SCORED]), peaks
 
 
-# A paired comparison divides by the reference clip's peak deformation, floored at about the
-# mesh's own jitter (docs/face.md: 0.015 face sizes on pristine footage; 0.02 face sizes over
-# the median point's real displacement in the bundled reference, 0.10), so that a reference
-# face that hardly moves does not turn tracking noise into a large ratio.
-PAIRED_FLOOR = 0.2
+# A paired comparison divides by the reference clip's peak deformation (face sizes: the paired
+# mode does not use the point scale, docs/face.md), floored at about the mesh's own jitter
+# (face sizes; docs/face.md: 0.015 on pristine footage), so that a reference face that hardly
+# moves does not turn tracking noise into a large ratio.
+PAIRED_FLOOR = 0.02
 # Flag a clip that deforms this much more than its paired reference: set from real pairs only
 # (the same real footage resized, re-timed or re-encoded, paired with the clip it was made
 # from, reaches 1.14 where the mesh holds; a mesh that fails, crf 38 or heavily compressed
@@ -337,7 +350,8 @@ PAIRED_THRESHOLD = 1.25
 
 
 def deformation_peak(features: np.ndarray, peak_quantile: float = ExpressionConfig.peak_quantile) -> float:
-    """A clip's peak whole-face deformation (units of ``point_scale``): ``(T, F, 8)`` features -> the
+    """A clip's peak whole-face deformation: ``(T, F, 8)`` features (face sizes for the paired mode:
+    :func:`expression_features` without ``point_scale``) -> the
     ``peak_quantile`` over each face's frames, max over faces (NaN without a usable face)."""
     with np.errstate(invalid="ignore"):
         per_face = quiet_nanquantile(features[..., SCORED], peak_quantile, axis=0)  # (F,)
@@ -348,7 +362,10 @@ def paired_exaggeration(
     features: np.ndarray, reference_features: np.ndarray, peak_quantile: float = ExpressionConfig.peak_quantile
 ) -> float:
     """How many times further a clip's faces deform than a reference clip's: the ratio of their
-    :func:`deformation_peak` (the reference's floored at :data:`PAIRED_FLOOR`).
+    :func:`deformation_peak` (the reference's floored at :data:`PAIRED_FLOOR`), both from
+    :func:`expression_features` without ``point_scale`` (face sizes: in point units the
+    mesh's noise on points that real faces hardly move makes resized or re-timed copies of the
+    same real clip read 1.03-1.17, docs/face.md).
 
     The reference is the same prompt and seed at another checkpoint, or a real clip of the
     content. Dividing by the same person's own range removes what an unpaired score cannot:
@@ -422,7 +439,7 @@ class ExpressionDetector(BaseDetector):
     def score_paired(self, inputs: VideoInputs, reference: VideoInputs) -> DetectorResult:
         """Score a clip against a reference clip (the same prompt and seed at another checkpoint,
         or a real clip): ``score`` is :func:`paired_exaggeration`, ``flagged`` above
-        :data:`PAIRED_THRESHOLD`, ``series`` each frame's deformation over the reference's peak.
+        :data:`PAIRED_THRESHOLD`, ``series`` each frame's deformation (face sizes) over the reference's peak.
 
         The result depends on the reference, so ``stats["paired_with"]`` names it (path and content
         hash): store it only under a key that holds both. ``evalkit run`` stores unpaired results
@@ -438,7 +455,11 @@ class ExpressionDetector(BaseDetector):
         stats = {**result.stats, "unpaired_score": result.score, "paired_with": {
             "path": str(reference.video.path), "content_hash": reference.video.content_hash,
             "deformation_peak": own.stats["deformation_peak"], "unpaired_score": own.score}}
-        series = (result.series * self._scale[SCORED] / ref_peak).astype(np.float32)
+        points = face_pixels(inputs.face, f"{inputs.video.path} face", inputs.video.num_frames)
+        in_face_sizes = _features(points, inputs.video.fps, self.options, None)[1]  # (T, F), as the peak
+        finite = np.isfinite(in_face_sizes)
+        per_frame = np.where(finite.any(axis=1), np.nanmax(np.where(finite, in_face_sizes, -np.inf), axis=1), np.nan)
+        series = (per_frame / ref_peak).astype(np.float32)
         over = np.nan_to_num(series, nan=0.0) > PAIRED_THRESHOLD
         events = [Event(a, b, "exaggerated_vs_reference", float(np.nanmax(series[a : b + 1]))) for a, b in runs(over)]
         return DetectorResult(score=ratio, flagged=bool(ratio > PAIRED_THRESHOLD), series=series, events=events, stats=stats)
@@ -449,7 +470,7 @@ class ExpressionDetector(BaseDetector):
             return DetectorResult.skipped("no face landmarks were computed", video.num_frames)
         points = face_pixels(inputs.face, f"{video.path} face", video.num_frames)
         cfg = self.options
-        features = expression_features(points, video.fps, cfg, point_scale=self._point_scale)
+        features, in_face_sizes = _features(points, video.fps, cfg, self._point_scale)
         seen = np.isfinite(features[..., 0])
         face_s = float(seen.any(axis=1).sum()) / video.fps
         if face_s < cfg.min_face_s:
@@ -457,7 +478,7 @@ class ExpressionDetector(BaseDetector):
                 f"expected >= {cfg.min_face_s} s of frontal face, got {face_s:.2f} s", video.num_frames
             )
         series, score, peaks = exaggeration(features, self._scale, cfg.peak_quantile)
-        peak, calm = deformation_peak(features, cfg.peak_quantile), deformation_peak(features, 0.5)
+        peak, calm = (deformation_peak(in_face_sizes[..., None], q) for q in (cfg.peak_quantile, 0.5))
         flagged = bool(score > cfg.threshold)
         ratios = features[..., 1:] / self._scale[1:]  # the named measures explain the events
         over = np.nan_to_num(series, nan=0.0) > cfg.threshold
@@ -478,7 +499,7 @@ class ExpressionDetector(BaseDetector):
             "mesh_jitter": float(np.nanmedian(jitter[seen])) if np.isfinite(jitter[seen]).any() else None,  # face sizes
             "reference": self.reference.get("name", "custom"),
             # what a paired comparison reads (paired_score): the score before the reference's scale
-            "deformation_peak": peak,  # units of point_scale, peak_quantile over frames, max over faces
+            "deformation_peak": peak,  # face sizes (not point units), peak_quantile over frames, max over faces
             "deformation_median": calm,
         }
         return DetectorResult(score=score, flagged=flagged, series=series, events=events, stats=stats)

@@ -294,18 +294,20 @@ def test_paired_mode_finds_exaggeration_across_people(warped):
     ratios = {}
     for segment in SEGMENTS:
         (_, fps, x1), (_, _, x2) = warped[segment, 1.0], warped[segment, 2.0]
-        ratios[segment] = paired_exaggeration(_features(x2.pixels(), fps), _features(x1.pixels(), fps))
+        ratios[segment] = paired_exaggeration(expression_features(x2.pixels(), fps), expression_features(x1.pixels(), fps))
     assert min(ratios.values()) > PAIRED_THRESHOLD, ratios
     frames, fps, track = warped["carphone1", 1.0]
     keep = np.arange(0, len(frames), 3)
-    low = _features(track.pixels()[keep], fps / 3)
-    assert 1 / PAIRED_THRESHOLD < paired_exaggeration(low, _features(track.pixels(), fps)) < PAIRED_THRESHOLD
+    low = expression_features(track.pixels()[keep], fps / 3)
+    assert 1 / PAIRED_THRESHOLD < paired_exaggeration(low, expression_features(track.pixels(), fps)) < PAIRED_THRESHOLD
     # the detector's form: the reference named in the result, which depends on it
     detector = ExpressionDetector()
     result = detector.score_paired(inputs_for(*warped["single_face0", 2.0], "b.mp4"), inputs_for(*warped["single_face0", 1.0], "a.mp4"))
     assert result.flagged and result.score == pytest.approx(ratios["single_face0"], rel=1e-5)
     assert result.stats["paired_with"]["content_hash"] == "a.mp4" and result.stats["unpaired_score"] < THRESHOLD
     assert np.nanquantile(result.series, 0.95) == pytest.approx(result.score, rel=0.05)
+    # the paired mode compares face sizes (stats["deformation_peak"]), the unpaired score point units
+    assert result.stats["deformation_peak"] == pytest.approx(deformation_peak(expression_features(warped["single_face0", 2.0][2].pixels(), fps)), rel=1e-5)
 
 
 @pytest.mark.slow
@@ -316,7 +318,7 @@ def test_naive_baseline_is_the_max_mouth_opening(identities):
     assert naive_score(opening, float(np.nanmax(opening))) == pytest.approx(1.0)
 
 
-def _results(peaks: dict[str, list[float]], scale: float = 2.0) -> pd.DataFrame:
+def _results(peaks: dict[str, list[float]], scale: float = 0.1) -> pd.DataFrame:
     """A results frame of ``expression`` with the stored stats a paired comparison reads."""
     rows = []
     for checkpoint, values in peaks.items():
@@ -329,7 +331,7 @@ def _results(peaks: dict[str, list[float]], scale: float = 2.0) -> pd.DataFrame:
 def test_regressions_use_the_paired_score_on_shared_clips():
     """People differ more than the change: the unpaired scores of B overlap A's, the paired
     log2 ratios are all log2(1.5)."""
-    a = [0.4, 3.0, 0.9, 1.5]  # peaks above PAIRED_FLOOR
+    a = [0.04, 0.30, 0.09, 0.15]
     results = _results({"A": a, "B": [1.5 * v for v in a]})
     paired = {"expression": ExpressionDetector.paired_score}
     found = find_regressions(results, ["A", "B"], {"expression": True}, paired_scores=paired)
