@@ -159,7 +159,7 @@ def _letterbox_rois(sizes: torch.Tensor) -> torch.Tensor:
 
 class FrameBank:
     """uint8 RGB frames of any sizes in one flat device tensor, sampled bilinearly at ROI grids
-    (the pipeline's ``crop``: cv2.warpAffine, INTER_LINEAR, zero or replicated border)."""
+    (the pipeline's ``crop``: cv2.warpPerspective, INTER_LINEAR, zero or replicated border)."""
 
     def __init__(self, frames: Sequence[np.ndarray], device: torch.device) -> None:
         sizes = [(f.shape[1], f.shape[0]) for f in frames]
@@ -180,8 +180,13 @@ class FrameBank:
             u = torch.where(flip[:, None, None], 1.0 - u, u)
         v = grid[None, :, None].expand(len(roi), size, size)
         xy = roi_to_frame(roi, torch.stack([u, v], -1))
+        # As OpenCV's warpPerspective on 8-bit images (MediaPipe's CPU crop): source positions
+        # rounded to 1/32 px and the result rounded to whole grey levels. Exact float sampling
+        # differs from it by up to half a level, and the pose model amplifies that on some clips
+        # as much as +-1 level of noise (datasets/landmark_eval.py).
+        xy = torch.round(xy * 32.0) / 32.0
         lo, hi = value_range
-        return self.sample(frame, xy, border_zero) * ((hi - lo) / 255.0) + lo
+        return torch.round(self.sample(frame, xy, border_zero)) * ((hi - lo) / 255.0) + lo
 
     def sample(self, frame: torch.Tensor, xy: torch.Tensor, border_zero: bool) -> torch.Tensor:
         """Bilinear RGB at pixel coordinates ``xy`` ``(R, ..., 2)`` (pixel centres at integers) of

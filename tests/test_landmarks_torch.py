@@ -192,8 +192,11 @@ def test_videos_batched_together_equal_each_alone():
     together = extract_torch([a, b], True, True, engine=engine)
     for frames, (face, pose) in zip((a, b), together):
         (face1, pose1), = extract_torch([frames], True, True, engine=engine)
-        np.testing.assert_allclose(face.landmarks, face1.landmarks, atol=1e-4)
-        np.testing.assert_allclose(pose.landmarks, pose1.landmarks, atol=1e-4)
+        # Batched convolutions differ from single ones in the last float bits; the crops round
+        # to whole grey levels (as OpenCV does), so a few pixels can land on the other level:
+        # measured up to 1.6e-4 of the frame (0.06 px), against 1e-6 with unrounded crops.
+        np.testing.assert_allclose(face.landmarks, face1.landmarks, atol=5e-4)
+        np.testing.assert_allclose(pose.landmarks, pose1.landmarks, atol=5e-4)
         assert face.landmarks.shape[0] == len(frames)
 
 
