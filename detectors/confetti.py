@@ -23,7 +23,8 @@ detector looks for it locally:
 4. Each plane is divided by its contrast floor: ``min_contrast``, raised to ``noise_factor``
    times the clip's own noise sigma, measured on the best-matching blocks of every frame pair
    (film grain and sensor noise raise it). Only *small* detail is kept (a top-hat against line
-   openings in four directions), above 1.
+   openings in four directions), above 1, and only where it is most (``min_small_share``) of the
+   unexplained contrast under it: a real object too fast to compensate is wider than a speck.
 5. The score is the confetti area per moving area, at its worst over ``peak_window_s``.
 
 The functional form :func:`confetti_maps` runs on ``(B, T, C, H, W)`` tensors in one pass on any
@@ -89,6 +90,11 @@ class ConfettiConfig:
     # cell's area: a 1-pixel speck of a 1080p frame is 1/70 of a 128-px working pixel)
     fine_specks: bool = True
     fine_contrast: float = 0.2  # smallest excess of a fine-speck plane that counts (its min_contrast; chosen on the tune split)
+    # a speck is small detail that makes up at least this share of the unexplained contrast
+    # under it: a real object that moves too fast to compensate or deforms (a thrown ball,
+    # animated letters) is wider than a speck, and the top-hat leaves only a small tip of it
+    # (chosen on the real tune split: the middle of its widest margin, 0.75-0.85, leaned low)
+    min_small_share: float = 0.75
     map_block: int = 8  # the stored heat map averages blocks of this many working pixels
     chunk: int = 32  # frame pairs processed at once (memory bound only; results do not depend on it)
 
@@ -291,6 +297,19 @@ def small_detail(residual: torch.Tensor, max_spot: int) -> torch.Tensor:
     return residual - opened
 
 
+def mostly_small(detail: torch.Tensor, residual: torch.Tensor, max_spot: int, share: float) -> torch.Tensor:
+    """``detail`` (the :func:`small_detail` of ``residual`` for ``max_spot``, same shape) where
+    the speck stands alone: what line openings twice as long (``2 max_spot - 1``) leave of
+    ``residual`` is at least ``share`` of it; else 0.
+
+    Around a speck the neighbours explain the frame, so nothing of the unexplained contrast is
+    wider than a speck. A real object that moved too fast to be compensated, or deformed,
+    leaves an unexplained body wider than a speck in some direction: the top-hat keeps only a
+    tip of it (a highlight), and the longer openings keep its body."""
+    wide = small_detail(residual, 2 * max_spot - 1)
+    return detail * (wide >= share * residual)
+
+
 def transient_residual(next_res: torch.Tensor, prev_res: torch.Tensor, pair_ok: torch.Tensor) -> torch.Tensor:
     """Detail that appears and vanishes within one or two frames, for frames ``1..T-2``.
 
@@ -346,7 +365,8 @@ def confetti_maps(
         mask: ``(B, T)`` bool of real frames (padding is False); None means all real.
         config: the detector's options (None: the defaults of :class:`ConfettiConfig`); this
             reads ``work_short_side``, ``max_speed``, ``min_speed``, ``min_contrast``,
-            ``noise_factor``, ``colour``, ``max_spot_size``, ``moving_only`` and ``chunk``.
+            ``noise_factor``, ``colour``, ``max_spot_size``, ``min_small_share``, ``moving_only``,
+            ``fine_specks``, ``fine_contrast`` and ``chunk``.
         cut_ratio, cut_level: a pair of frames whose median compensated luma difference exceeds
             both ``cut_ratio`` times the video's median and ``cut_level`` is a scene cut: frames
             on either side of it are not each other's neighbours.
@@ -439,14 +459,16 @@ def confetti_maps(
     fast = torch.maximum(speed[:, 0, 1:], speed[:, 1, :-1]) * (fps_t.view(b, 1, 1, 1) / short)
     moving_blocks = dilate((fast > cfg.min_speed).float(), 3, 3)  # a block of margin around moving blocks
     moving = moving_blocks.repeat_interleave(BLOCK, -2).repeat_interleave(BLOCK, -1) > 0
-    excess = small_detail(incoherent.flatten(0, 1), max_spot).view_as(incoherent)
+    excess = mostly_small(small_detail(incoherent.flatten(0, 1), max_spot), incoherent.flatten(0, 1), max_spot, cfg.min_small_share).view_as(incoherent)
     if fine:
         # Their own transience and top-hat: a cell maximum widens a speck by up to a cell, so a
         # speck the coarse planes see as small could look too wide here, and mixed into one
         # top-hat it would lower what the coarse planes alone find.
         res_f = (torch.cat(res_f).view(b, 2, t - 1, 2, *size) / floor[:, -2:].view(b, 1, 1, 2, 1, 1)).amax(3)
         fine_incoherent = transient_residual(res_f[:, 0], res_f[:, 1], pair_ok)
-        excess = torch.maximum(excess, small_detail(fine_incoherent.flatten(0, 1), max_spot).view_as(excess))
+        fine_incoherent = fine_incoherent.flatten(0, 1)
+        fine_excess = mostly_small(small_detail(fine_incoherent, max_spot), fine_incoherent, max_spot, cfg.min_small_share)
+        excess = torch.maximum(excess, fine_excess.view_as(excess))
     spots = excess > 1.0
     if cfg.moving_only:
         spots &= moving
@@ -493,7 +515,7 @@ class ConfettiDetector(BaseDetector):
     failure_mode = "confetti"
     requires = frozenset({"frames"})
     higher_is_worse = True
-    version = "3"
+    version = "4"
     # 1-3 pixel specks of HD frames vanish at the run's default 512 px: frames come at their
     # delivered size, up to 2160p (memory: T x H x W x 3 bytes per clip, processed in chunks)
     max_side = 3840

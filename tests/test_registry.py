@@ -53,7 +53,7 @@ def test_config_hash_changes_with_options_only():
 RELEASED_DEFAULT_HASHES = {
     "alignment": "63730c5de40bbc95",  # before its model is resolved: an instance keys by the model's path
     "blink": "f337b52778d4bb41",
-    "confetti": "79bbf3f69791cf99",  # version 3 (#18): fine_specks
+    "confetti": "56aaf65550ebe00a",  # version 4 (#18): min_small_share
     "expression": "9a2750ff83b20927",  # version 5 (#22): threshold 1.4 for the point-scaled deformation
     "framediff": "a24e66ac9b66d0c4",
     "motion": "b2c9d35c425aeea6",  # version 10 (#19): second_model, confirm_tolerance_s
