@@ -10,7 +10,9 @@ wall time and frames/s for each backend; for LiteRT, the time spent inside the m
 everything around the models (target <= 1.25). Model files are loaded and warmed up before the
 timed pass. End to end: ``evalkit.score`` over all clips with confetti, blink, expression and
 motion (landmark workers as the CLI picks them), wall seconds per 5 s of video per backend
-(target <= 2 s). Backends alternate, and the fastest of ``--runs`` passes counts.
+(target <= 2 s). Backends alternate, and the fastest of ``--runs`` passes counts. Then the work
+itself in CPU seconds (one process, one thread), whose share per core is the floor under any
+wall time on this machine.
 
 torch (issue #16): per clip, ``--videos`` copies of the clip step through time together
 (``evalkit.landmarks.extract_torch``) with ``--threads`` torch threads on ``--device``, in
@@ -185,6 +187,33 @@ def end_to_end(clips: list[str], runs: int, backends=("mediapipe", "litert"), de
               f"{backend} {wall:.1f} s = {5 * wall / seconds:.2f} s per 5 s of video")
 
 
+def work_floor(clips: list[str], cores: int) -> None:
+    """The end-to-end work itself: ``evalkit.score`` in this process (no workers) with one torch
+    thread and one LiteRT thread, CPU seconds measured (``time.process_time``), with the time
+    inside LiteRT's model calls. The work divided by the cores is the least wall time any
+    schedule of it can take here: the floor under the end-to-end bar."""
+    import torch
+
+    import evalkit
+    from evalkit import landmarks
+    from evalkit.datasets.footage import footage_path, load_clip
+
+    torch.set_num_threads(1)
+    paths = [str(footage_path(c)) for c in clips]
+    seconds = sum(len(f) / fps for f, fps in (load_clip(c, max_side=64) for c in clips))
+    engine = TimedEngine()
+    landmarks._ENGINES["litert"] = engine
+    evalkit.score(paths[-1:], detectors=E2E_DETECTORS, workers=0, landmarks="litert")  # imports, model loads
+    engine.reset()
+    cpu = time.process_time()
+    evalkit.score(paths, detectors=E2E_DETECTORS, workers=0, landmarks="litert")
+    cpu = time.process_time() - cpu
+    per5 = 5 * cpu / seconds
+    print(f"work ({', '.join(E2E_DETECTORS)}, litert, one thread): {cpu:.1f} CPU-s for {seconds:.1f} s of video "
+          f"= {per5:.2f} CPU-s per 5 s, of which the landmark models {5 * engine.seconds() / seconds:.2f}; "
+          f"on {cores} cores no schedule takes less than {per5 / cores:.2f} s per 5 s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", default=",".join(CLIPS))
@@ -216,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
         sweep(total, args)
     if not args.skip_e2e:
         end_to_end(clips, args.runs, args.backends, args.device)
+        work_floor(clips, len(os.sched_getaffinity(0)))
 
 
 if __name__ == "__main__":
