@@ -118,6 +118,18 @@ def _key(digest: str, detector: Detector, prompt: str | None, landmarks: str = "
     return ResultKey(digest, detector.name, str(detector.version), config_hash, prompt_hash)
 
 
+# Videos per chunk: on CPU a few (memory, and results reach the store early); the torch
+# landmark backend on a GPU steps every video of a chunk through time in one batch, and a GPU
+# batch wants tens of videos (about 40 MB of frames each at 512 px and 5 s).
+CPU_BATCH_SIZE, GPU_BATCH_SIZE = 4, 32
+
+
+def default_batch_size(options: LandmarkOptions) -> int:
+    """Videos decoded and scored together when the caller names no ``batch_size``."""
+    gpu = options.backend == "torch" and str(options.device).startswith("cuda")
+    return GPU_BATCH_SIZE if gpu else CPU_BATCH_SIZE
+
+
 def landmark_options(landmarks: str | None, device: str) -> LandmarkOptions:
     """The landmark options of a run on ``device``: the backend named, or the default there."""
     from evalkit.landmarks import default_backend
@@ -198,7 +210,8 @@ class Runner:
         decode: how every video is decoded, once, for all detectors.
         workers: landmark worker processes (``0``: in this process; ``None``: one per core, <= 4).
             The local engine's; the Ray engine sizes its pools from the cluster.
-        batch_size: videos decoded and scored together (memory grows with it).
+        batch_size: videos decoded and scored together (memory grows with it); None: 4, or 32
+            with the torch landmark backend on CUDA (:func:`default_batch_size`).
         engine: ``"local"`` (this machine) or ``"ray"`` (a Ray cluster: decode and model worker
             pools, see :mod:`evalkit._ray_engine`), or an engine instance. Planning, resume and
             the store are the same for both: only the decode-and-score step moves.
@@ -211,11 +224,13 @@ class Runner:
         detectors: Sequence[Detector],
         decode: DecodeOptions = DecodeOptions(),
         workers: int | None = None,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         landmark_options: LandmarkOptions = LandmarkOptions(),
         engine: str | Any = "local",
         address: str | None = None,
     ) -> None:
+        if batch_size is None:
+            batch_size = default_batch_size(landmark_options)
         if batch_size < 1:
             raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
         self.detectors = list(detectors)

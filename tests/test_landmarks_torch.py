@@ -258,6 +258,19 @@ def test_backend_selection_and_result_keys():
     assert type(_landmark_pool(None, LandmarkOptions(backend="torch"))).__name__ == "TorchLandmarkPool"
 
 
+def test_gpu_runs_batch_more_videos_per_chunk():
+    """The torch backend on CUDA steps a chunk's videos together: chunks of 32 there, 4 on CPU,
+    and a batch size named by the caller wins."""
+    from evalkit.detectors.motion import MotionDetector
+    from evalkit.runner import Runner
+
+    cpu = Runner([MotionDetector()], landmark_options=LandmarkOptions(backend="torch", device="cpu"))
+    gpu = Runner([MotionDetector()], landmark_options=LandmarkOptions(backend="torch", device="cuda"))
+    named = Runner([MotionDetector()], batch_size=8, landmark_options=LandmarkOptions(backend="torch", device="cuda"))
+    with cpu, gpu, named:
+        assert (cpu.chunk_size, gpu.chunk_size, named.chunk_size) == (4, 32, 8)
+
+
 def test_missing_model_file_is_named(monkeypatch):
     monkeypatch.setitem(lp.MODEL_FILES, "face_landmark", "face_landmark/nowhere.tflite")
     with pytest.raises(FileNotFoundError, match="nowhere.tflite"):
