@@ -108,7 +108,8 @@ class ConfettiMaps:
             floor, in moving regions) on the working grid.
         moving: ``(B, T, h, w)`` bool, pixels in moving regions.
         excess: ``(B, T, h, w)`` float32, incoherent small-detail contrast in units of the
-            contrast floor (the largest over planes; a speck is above 1).
+            contrast floor (the largest over planes; a speck is above 1; 0 where the detail
+            does not stand alone, see :func:`mostly_small`).
         valid: ``(B, T)`` bool, frames with both neighbours (first and last frames are not).
         noise: ``(B, C)`` float32, noise sigma per plane (luma first, then ``R - Y``, ``B - Y``).
         floor: ``(B, C)`` float32, the contrast floor per plane.
