@@ -63,7 +63,7 @@ from evalkit._types import DetectorResult, Event, PoseTrack, VideoInputs
 from evalkit.detector import BaseDetector
 from evalkit.detectors._config import with_options
 from evalkit.detectors._events import series_events
-from evalkit.errors import ShapeError
+from evalkit.errors import DetectorConfigError, ShapeError
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +139,18 @@ class MotionConfig:
     max_incoherence: float = 0.25  # median log change of eye distance plus shoulder width over baseline_s
     limb_min_share: float = 0.4  # a limb seen in less of the judged frames is not judged
     # Version 10: a second, independent pose model ("movenet-lightning", "movenet-thunder"; "" for
-    # MediaPipe alone) and the two-model rule: a check on one model's track counts only as far as
-    # the other model also reads breakage on the same limb within confirm_tolerance_s
+    # MediaPipe alone) and how the two are combined (two_model_rule): "confirmed" (version 10: a
+    # check counts only as far as the other model also reads breakage on the same limb within
+    # confirm_tolerance_s) or "weighted" (version 11, weighted_checks): a check counts as far as the
+    # other model supports it, by its own evidence on the limb (in full from support_full) and by
+    # seeing the limb where this one does (in full within agree_within body sizes, not at all from
+    # disagree_at)
     second_model: str = ""
     confirm_tolerance_s: float = 0.15
+    two_model_rule: str = "weighted"
+    support_full: float = 0.5
+    agree_within: float = 0.8
+    disagree_at: float = 1.5
 
 
 def _frames(seconds: float, fps: float, minimum: int = 1) -> int:
@@ -463,7 +471,12 @@ def motion_checks(landmarks: np.ndarray, image_size: tuple[int, int], fps: float
     judged = np.asarray(judged, bool)
     if judged.shape != (len(landmarks),):
         raise ShapeError("motion_checks judged", f"({len(landmarks)},)", judged.shape)
-    pose = _prepare_pose(landmarks, image_size, fps, judged, o)
+    return _checks_on(_prepare_pose(landmarks, image_size, fps, judged, o), landmarks, fps, limb_mask, o)
+
+
+def _checks_on(pose: _Pose, landmarks: np.ndarray, fps: float, limb_mask: np.ndarray | None,
+               o: MotionConfig) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`motion_checks` on a track already prepared (:func:`_prepare_pose`)."""
     limbs = _limb_lengths(pose)
     out: dict[str, dict[str, np.ndarray]] = {c: {} for c in CHECKS}
     out["stretch"] = _stretch_check(pose, limbs, fps, o)
@@ -865,24 +878,98 @@ def confirmed_checks(first: dict[str, dict[str, np.ndarray]], second: dict[str, 
                     both = np.minimum(sev, weight)  # NaN where either model judged nothing
                     prev = out.setdefault(check, {}).get(part)
                     out[check][part] = both if prev is None else np.fmax(prev, both)
-    t = next(len(sev) for parts in (*first.values(), *second.values()) for sev in parts.values())
-    for check, parts in (*first.items(), *second.items()):  # every part of either, NaN where unconfirmable
-        for part in parts:
-            out.setdefault(check, {}).setdefault(part, np.full(t, np.nan))
+    _fill_parts(out, first, second)
     return out
 
 
+# joints whose positions the two models must agree on, per limb of :func:`_limb_of`
+_LIMB_JOINTS: dict[str, tuple[int, ...]] = {
+    "left_arm": (11, 13, 15), "right_arm": (12, 14, 16), "left_leg": (23, 25, 27), "right_leg": (24, 26, 28),
+    "arms": (11, 13, 15, 12, 14, 16), "legs": (23, 25, 27, 24, 26, 28), "body": (NOSE, L_SHOULDER, R_SHOULDER),
+}
+
+
+def limb_disagreement(first: _Pose, second: _Pose) -> dict[str, np.ndarray]:
+    """Where two models put each limb: per limb (``left_arm`` ..., ``arms``, ``legs``, ``body``)
+    ``(T,)`` the largest distance between the two tracks' joints of it, each joint relative to its
+    own track's shoulders in its own body size (so a model that reads the whole person a little
+    larger or shifted still agrees). NaN where either model does not see all the limb's joints."""
+    apart = np.linalg.norm(first.rel - second.rel, axis=-1)  # (T, 33), NaN where either is unseen
+    out = {}
+    for limb, joints in _LIMB_JOINTS.items():
+        d = apart[:, list(joints)]
+        out[limb] = np.where(np.isnan(d).any(-1), np.nan, np.nan_to_num(d).max(-1))
+    return out
+
+
+def weighted_checks(first: dict[str, dict[str, np.ndarray]], second: dict[str, dict[str, np.ndarray]],
+                    disagreement: dict[str, np.ndarray], fps: float, config: MotionConfig | None = None,
+                    **options: Any) -> dict[str, dict[str, np.ndarray]]:
+    """The weighted two-model rule (version 11): checks ``{check: {part: (T,)}}`` of two
+    independent pose models' tracks of one video, and where they put each limb
+    (:func:`limb_disagreement`, ``{limb: (T,)}`` in body sizes) -> one set of the same shape. Each
+    model's severity is scaled by the other model's support on the same limb within
+    ``confirm_tolerance_s``: ``own x evidence x agreement``, the larger over the two models, where
+
+    - ``evidence`` = the other model's worst check on the limb / ``support_full``, at most 1: the
+      other model sees the limb doing something out of the ordinary, if under its own thresholds;
+    - ``agreement`` = 1 while the two tracks' joints of the limb lie within ``agree_within`` body
+      sizes of each other, falling to 0 at ``disagree_at``: where the models disagree about where
+      the limb is, a reading is the trackers' (a glitch of one of them), not the body's.
+
+    Either is 0 where the other model does not judge the limb. Readings held back are tracker
+    uncertainty (:func:`tracker_uncertain`)."""
+    o = with_options(MotionConfig, config, options, "weighted_checks")
+    win = _frames(o.confirm_tolerance_s, fps, 1)
+    evidence = (_limb_evidence(second, win), _limb_evidence(first, win))
+    agreement = {}
+    for limb, apart in disagreement.items():
+        worst = _rolling(apart, 2 * win + 1, "max")  # NaN only where no frame near measures it
+        agreement[limb] = np.nan_to_num(np.clip((o.disagree_at - worst) / (o.disagree_at - o.agree_within), 0.0, 1.0))
+    out: dict[str, dict[str, np.ndarray]] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for own, other in zip((first, second), evidence):
+            for check, parts in own.items():
+                for part, sev in parts.items():
+                    limb = _limb_of(part)
+                    if limb not in other:
+                        continue
+                    support = np.nan_to_num(np.clip(other[limb] / o.support_full, 0.0, 1.0)) * agreement.get(limb, 0.0)
+                    weighted = sev * support  # NaN where this model judged nothing
+                    prev = out.setdefault(check, {}).get(part)
+                    out[check][part] = weighted if prev is None else np.fmax(prev, weighted)
+    _fill_parts(out, first, second)
+    return out
+
+
+def _fill_parts(out: dict[str, dict[str, np.ndarray]], first: dict[str, dict[str, np.ndarray]],
+                second: dict[str, dict[str, np.ndarray]]) -> None:
+    """Every part of either model in ``out``, NaN where the rule could not weigh it."""
+    t = next(len(sev) for parts in (*first.values(), *second.values()) for sev in parts.values())
+    for check, parts in (*first.items(), *second.items()):
+        for part in parts:
+            out.setdefault(check, {}).setdefault(part, np.full(t, np.nan))
+
+
 def tracker_uncertain(checks: dict[str, dict[str, np.ndarray]], confirmed: dict[str, dict[str, np.ndarray]],
-                      model: str, threshold: float, gap: int) -> list[dict[str, Any]]:
+                      model: str, threshold: float, gap: int,
+                      disagreement: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
     """Where one model's check fires but the two-model rule does not: ``[{model, kind, start, end,
-    score}]`` (the frames are the model's, reported, not flagged)."""
+    score}]`` (the frames are the model's, reported, not flagged); with ``disagreement``
+    (:func:`limb_disagreement`) also ``apart``: how far apart the two models put the limb there
+    (body sizes, None where the other model does not see it)."""
     out = []
     for check, parts in checks.items():
         for part, sev in parts.items():
             agreed = confirmed.get(check, {}).get(part)
             lone = np.where(np.nan_to_num(agreed, nan=0.0) >= threshold, np.nan, sev) if agreed is not None else sev
-            out.extend({"model": model, "kind": e.kind, "start": e.start, "end": e.end, "score": round(e.score, 3)}
-                       for e in series_events(lone, threshold, gap, f"{check}:{part}"))
+            for e in series_events(lone, threshold, gap, f"{check}:{part}"):
+                entry = {"model": model, "kind": e.kind, "start": e.start, "end": e.end, "score": round(e.score, 3)}
+                if disagreement is not None:
+                    apart = disagreement.get(_limb_of(part), np.full(len(sev), np.nan))[e.start : e.end + 1]
+                    entry["apart"] = round(float(np.nanmax(apart)), 3) if np.isfinite(apart).any() else None
+                out.append(entry)
     return sorted(out, key=lambda u: (u["start"], -u["score"]))
 
 
@@ -910,7 +997,7 @@ class MotionDetector(BaseDetector):
     failure_mode: ClassVar[str] = "dance-motion breakage: stretched, detached, teleported or swapped limbs"
     requires: ClassVar[frozenset[str]] = frozenset({"pose"})
     higher_is_worse: ClassVar[bool] = True
-    version: ClassVar[str] = "10"
+    version: ClassVar[str] = "11"
     units: ClassVar[str] = "multiples of the check threshold"
     score_meaning: ClassVar[str] = (
         "Worst kinematic violation of the tracked person as a multiple of its threshold "
@@ -935,12 +1022,14 @@ class MotionDetector(BaseDetector):
 
     def score_tracks(self, fps: float, t: int, pose: PoseTrack, second: PoseTrack | None = None) -> DetectorResult:
         """Score ``pose`` (MediaPipe's track ``(T, 33, 4)``) alone, or with ``second`` (another
-        model's track of the same frames) under the two-model rule (:func:`confirmed_checks`)."""
+        model's track of the same frames) under the two-model rule ``two_model_rule``
+        (:func:`weighted_checks`, or version 10's :func:`confirmed_checks`)."""
         if not pose.present.any():
             return DetectorResult.skipped("no person found", t)
         o = self.options
         judged, why = judged_frames(pose.landmarks, pose.image_size, fps, o)
-        checks = motion_checks(pose.landmarks, pose.image_size, fps, pose.limb_mask, o, judged=judged)
+        prepared = _prepare_pose(pose.landmarks, pose.image_size, fps, judged, o)
+        checks = _checks_on(prepared, pose.landmarks, fps, pose.limb_mask, o)
         judge_stats = {"person_frames": int(pose.present.sum()), "judged_frames": int(judged.sum()),
                        "not_judged": {k: round(v, 3) for k, v in why.items()}}
         threshold = float(o.threshold)
@@ -950,11 +1039,18 @@ class MotionDetector(BaseDetector):
             if second.landmarks.shape[0] != t:
                 raise ShapeError("second pose landmarks", f"({t}, 33, 4)", second.landmarks.shape)
             judged2, _ = judged_frames(second.landmarks, second.image_size, fps, o)
-            checks2 = motion_checks(second.landmarks, second.image_size, fps, second.limb_mask, o, judged=judged2)
+            prepared2 = _prepare_pose(second.landmarks, second.image_size, fps, judged2, o)
+            checks2 = _checks_on(prepared2, second.landmarks, fps, second.limb_mask, o)
             judge_stats["judged_frames_second"] = int(judged2.sum())
-            both = confirmed_checks(checks, checks2, fps, o)
-            uncertain = (tracker_uncertain(checks, both, "first", threshold, gap)
-                         + tracker_uncertain(checks2, both, "second", threshold, gap))
+            apart = limb_disagreement(prepared, prepared2)
+            if o.two_model_rule not in ("weighted", "confirmed"):
+                raise DetectorConfigError(f"motion: expected two_model_rule 'weighted' or 'confirmed', got {o.two_model_rule!r}")
+            if o.two_model_rule == "weighted":
+                both = weighted_checks(checks, checks2, apart, fps, o)
+            else:
+                both = confirmed_checks(checks, checks2, fps, o)
+            uncertain = (tracker_uncertain(checks, both, "first", threshold, gap, apart)
+                         + tracker_uncertain(checks2, both, "second", threshold, gap, apart))
             checks = both
         series = motion_series(checks)
         if not np.isfinite(series).any():

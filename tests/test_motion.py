@@ -787,12 +787,14 @@ def test_breakage_both_models_see_is_flagged(fps):
 
 
 @pytest.mark.parametrize("fps", [8.0, 24.0])
-def test_breakage_one_model_alone_reads_is_tracker_uncertainty(fps):
-    """One tracker stretches the forearm, the other sees the arm whole: reported, not flagged."""
+def test_breakage_one_model_alone_reads_is_tracker_uncertainty_under_the_confirmed_rule(fps):
+    """Version 10's rule: one tracker stretches the forearm, the other sees the arm whole: reported,
+    not flagged. (The weighted rule counts this pair: the whole arm lies within 0.55 body sizes of
+    the stretched one and moves as ordinarily as any arm, evidence 0.5: see the tests below.)"""
     clean = dancer(fps)
     broken = _broken_arm(fps)
     for first, second, lone in ((broken, _second_model_view(clean), "first"), (clean, _second_model_view(broken), "second")):
-        r = _pair(first, second, fps)
+        r = _pair(first, second, fps, two_model_rule="confirmed")
         assert not r.flagged, (r.score, r.events)
         uncertain = r.stats["tracker_uncertain"]
         assert uncertain and all(u["model"] == lone and _on_left_arm(u["kind"]) for u in uncertain), uncertain
@@ -822,6 +824,77 @@ def test_confirmed_checks_cap_each_by_the_others_evidence():
     assert both["jump"]["left_forearm"][7:13].tolist() == [0.0, 1.5, 1.5, 1.5, 0.0, 0.0]
     assert np.isnan(both["jump"]["right_forearm"]).all()  # the other model judged nothing on that arm
     assert both["teleport"]["left_wrist"][9] == 1.5  # and the other way round
+
+
+def _arm_elsewhere(lm: np.ndarray, fps: float, shift=(0.0, 160.0)) -> np.ndarray:
+    """The left elbow and wrist (with the hand points) put ``shift`` px away from 1.5 s on: a
+    tracker that follows something else than the arm (160 px is about 2.2 body sizes here)."""
+    out = lm.copy()
+    a = int(1.5 * fps)
+    out[a:, [13, 15, 17, 19, 21], 0] += shift[0] / W
+    out[a:, [13, 15, 17, 19, 21], 1] += shift[1] / H
+    return out
+
+
+def _stretched_by(fps: float, factor: float) -> np.ndarray:
+    lm = dancer(fps)
+    a = int(1.5 * fps)
+    elbow = lm[a:, 13, :2].copy()
+    lm[a:, [15, 17, 19, 21], :2] = elbow[:, None] + factor * (lm[a:, [15, 17, 19, 21], :2] - elbow[:, None])
+    return lm
+
+
+@pytest.mark.parametrize("fps", [8.0, 24.0])
+def test_weighted_rule_counts_breakage_the_other_model_reads_below_its_threshold(fps):
+    """Version 11: one model reads the forearm stretched 1.8x, the other the same arm 1.2x (under
+    every threshold): both see the limb in about the same place doing something out of the
+    ordinary, so the weighted rule flags it on that arm, where version 10's rule did not."""
+    first, second = _broken_arm(fps), _second_model_view(_stretched_by(fps, 1.2))
+    assert not run(second, fps).flagged  # the second model alone reads nothing
+    r = _pair(first, second, fps)
+    assert r.flagged and all(_on_left_arm(e.kind) for e in r.events), (r.score, r.events)
+    assert not _pair(first, second, fps, two_model_rule="confirmed").flagged
+
+
+@pytest.mark.parametrize("fps", [8.0, 24.0])
+def test_weighted_rule_holds_back_what_the_models_put_in_different_places(fps):
+    """One model's arm jumps 2.2 body sizes away and stays (teleport, jump), the other keeps it on
+    the body: the models disagree about where the limb is, so it is tracker uncertainty (with how
+    far apart they put it), not breakage; the same track alone is flagged."""
+    clean = dancer(fps)
+    lost = _arm_elsewhere(clean, fps)
+    assert run(lost, fps).flagged
+    for first, second, lone in ((lost, _second_model_view(clean), "first"), (clean, _second_model_view(lost), "second")):
+        r = _pair(first, second, fps)
+        assert not r.flagged, (r.score, r.events)
+        uncertain = r.stats["tracker_uncertain"]
+        assert uncertain and all(u["model"] == lone and _on_left_arm(u["kind"]) for u in uncertain), uncertain
+        assert all(u["apart"] is not None and u["apart"] > 1.5 for u in uncertain), uncertain
+
+
+def test_weighted_checks_scale_by_the_others_evidence_and_agreement():
+    from evalkit.detectors.motion import weighted_checks
+
+    t = 20
+    own = np.zeros(t)
+    own[8:11] = 4.0
+    other = np.zeros(t)
+    other[9] = 0.25  # half of support_full (0.5)
+    apart = np.full(t, 0.5)  # within agree_within (0.8)
+    apart[12] = 1.15  # half way to disagree_at (1.5), 2 frames from the reading's end
+    first = {"jump": {"left_forearm": own, "right_forearm": np.full(t, 4.0), "left_shin": np.full(t, 4.0)}}
+    second = {"teleport": {"left_wrist": other, "right_wrist": np.ones(t)}, "cut": {}}
+    disagreement = {"left_arm": apart, "right_arm": np.full(t, np.nan)}
+    both = weighted_checks(first, second, disagreement, 10.0)
+    # within confirm_tolerance_s (2 frames at 10 fps): evidence 0.25 / 0.5; agreement 0.5 where
+    # frame 12 lies in the window
+    np.testing.assert_allclose(both["jump"]["left_forearm"][7:13], [0.0, 2.0, 2.0, 1.0, 0.0, 0.0])
+    assert (both["jump"]["right_forearm"] == 0).all()  # the other model reads that arm, but never places it
+    assert np.isnan(both["jump"]["left_shin"]).all()  # the other model judged nothing on that leg
+    # the other way round: 0.25 x (4 / 0.5 -> 1) x agreement
+    assert both["teleport"]["left_wrist"][9] == pytest.approx(0.25)
+    with pytest.raises(Exception, match="two_model_rule"):
+        _pair(dancer(8.0), _second_model_view(dancer(8.0)), 8.0, two_model_rule="both")
 
 
 def test_second_model_option_is_checked():
