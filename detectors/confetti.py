@@ -45,7 +45,7 @@ from evalkit._types import DetectorResult, VideoBatch, VideoInputs
 from evalkit.detector import BaseDetector
 from evalkit.detectors._config import with_options
 from evalkit.detectors.blockmotion import (
-    PatchSampler, diagonal_max, dilate, erode, from_blocks, halve, max_vector, motion_vectors, pyramid, to_blocks,
+    PatchSampler, diagonal_max, diagonal_min, dilate, erode, from_blocks, halve, max_vector, motion_vectors, pyramid, to_blocks,
 )
 from evalkit.detectors._events import series_events
 from evalkit.errors import ShapeError
@@ -194,6 +194,18 @@ def fine_factor(height: int, width: int, size: tuple[int, int]) -> int:
     return int(min(height / size[0], width / size[1]))
 
 
+def cell_reduce(x: torch.Tensor, factor: int, reduce: Any) -> torch.Tensor:
+    """``(N, C, H, W)`` -> ``(N, C, H // factor, W // factor)``: ``reduce`` (``torch.amax`` or
+    ``torch.amin``) over each ``factor x factor`` cell, the rest cropped (``max_pool2d(x, factor)``
+    for a max). Along rows, then along columns: on CPU about 3x faster than the pooling kernel."""
+    if factor == 1:
+        return x
+    n, c, height, width = x.shape
+    h, w = height // factor, width // factor
+    rows = reduce(x[..., : h * factor, : w * factor].reshape(n, c, h * factor, w, factor), -1)
+    return reduce(rows.view(n, c, h, factor, w), 3)
+
+
 def speck_planes(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """The fine-speck planes: ``(N, 3, H, W)`` RGB (uint8 or float in ``[0, 1]``) ->
     ``(N, 2, h, w)`` float in ``[0, 1]``: per working pixel, the largest of ``max(R, G, B)`` over
@@ -201,18 +213,34 @@ def speck_planes(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
     A speck of one frame pixel keeps its full contrast here (white, black and saturated colours
     all raise one or the other), where the box average of :func:`to_planes` divides it by the
-    cell's area. Max pooling by the integer factor, then an exact max onto the working grid."""
+    cell's area. A max (and a min) over cells of the integer factor, then an exact max onto the working grid."""
     factor = fine_factor(frames.shape[-2], frames.shape[-1], size)
     full = 255.0 if frames.dtype == torch.uint8 else 1.0
     if frames.dtype == torch.uint8 and frames.device.type != "cpu":
-        frames = frames.float()  # 8-bit pooling is a CPU kernel
-    x = torch.cat([frames.amax(1, keepdim=True), full - frames.amin(1, keepdim=True)], 1)
-    if factor > 1:
-        x = F.max_pool2d(x, factor)  # uint8 stays uint8 at full resolution (4x less memory traffic)
-    x = x.float()
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.adaptive_max_pool2d(x, size)
+        frames = frames.float()  # 8-bit reductions are a CPU fast path
+    # uint8 stays uint8 at full resolution (4x less memory traffic); max(full - v) over a cell is
+    # full - min(v), so the subtraction waits until the cell reduction (exact in 8 bits and in float)
+    x = torch.cat([cell_reduce(frames.amax(1, keepdim=True), factor, torch.amax),
+                   (255 if frames.dtype == torch.uint8 else 1.0) - cell_reduce(frames.amin(1, keepdim=True), factor, torch.amin)], 1)
+    x = adaptive_max(x, size).float()
     return x.div_(full) if full != 1.0 else x
+
+
+def adaptive_max(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``F.adaptive_max_pool2d(x, size)`` values for ``(N, C, H, W)`` -> ``(N, C, *size)``, any dtype
+    (uint8 too): the same windows (``floor(i H / h)`` to ``ceil((i + 1) H / h)``), one axis at a time
+    (a max over a rectangle is separable), as maxima of a few index selections."""
+    for dim, (big, small) in ((-2, (x.shape[-2], size[0])), (-1, (x.shape[-1], size[1]))):
+        if big == small:
+            continue
+        i = torch.arange(small, device=x.device)
+        start, end = (i * big) // small, ((i + 1) * big + small - 1) // small
+        out = x.index_select(dim, start)
+        longest = max(((j + 1) * big + small - 1) // small - (j * big) // small for j in range(small))
+        for off in range(1, longest):
+            out = torch.maximum(out, x.index_select(dim, torch.minimum(start + off, end - 1)), out=out)
+        x = out
+    return x
 
 
 def _candidate_vectors(vec: torch.Tensor, hb: int, wb: int) -> list[torch.Tensor]:
@@ -294,7 +322,7 @@ def small_detail(residual: torch.Tensor, max_spot: int) -> torch.Tensor:
     k = max_spot | 1
     opened = torch.maximum(dilate(erode(residual, 1, k), 1, k), dilate(erode(residual, k, 1), k, 1))
     for anti in (False, True):
-        opened = torch.maximum(opened, diagonal_max(-diagonal_max(-residual, k, anti), k, anti))
+        opened = torch.maximum(opened, diagonal_max(diagonal_min(residual, k, anti), k, anti), out=opened)
     return residual - opened
 
 

@@ -437,6 +437,62 @@ def test_speck_planes_are_the_cell_extremes():
     np.testing.assert_allclose(as_float, planes, atol=1e-6)
 
 
+def _pool_dilate(x, kh, kw):
+    """Version 4's formulation, kept as the slow reference: a stride-1 max pool (its -inf padding
+    is the replicated edge of a max)."""
+    h, w = x.shape[-2:]
+    return torch.nn.functional.max_pool2d(x.reshape(-1, 1, h, w), (kh, kw), stride=1, padding=(kh // 2, kw // 2)).view(x.shape)
+
+
+def _pool_speck_planes(frames, size):
+    full = 255.0 if frames.dtype == torch.uint8 else 1.0
+    x = torch.cat([frames.amax(1, keepdim=True), full - frames.amin(1, keepdim=True)], 1)
+    factor = int(min(frames.shape[-2] / size[0], frames.shape[-1] / size[1]))
+    x = (torch.nn.functional.max_pool2d(x, factor) if factor > 1 else x).float()
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = torch.nn.functional.adaptive_max_pool2d(x, size)
+    return x / full
+
+
+def test_fast_morphology_equals_the_pooling_formulation():
+    """The separable shifted-slice morphology, cell reductions and adaptive max give exactly what
+    version 4's max_pool2d / negated-erosion / adaptive_max_pool2d formulation gave."""
+    from evalkit.detectors.blockmotion import diagonal_max, diagonal_min, dilate, erode
+    from evalkit.detectors.confetti import adaptive_max, mostly_small, small_detail, speck_planes
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand((3, 2, 37, 53), generator=gen).pow(4)  # many near-ties and tiny values
+    x[0, 0, 5:9, 7:20] = 0.5  # plateaus: ties everywhere
+    for kh, kw in [(1, 3), (3, 1), (3, 3), (1, 5), (5, 1), (7, 3), (1, 1)]:
+        assert torch.equal(dilate(x, kh, kw), _pool_dilate(x, kh, kw)), (kh, kw)
+        assert torch.equal(erode(x, kh, kw), -_pool_dilate(-x, kh, kw)), (kh, kw)
+    flat = x.flatten(0, 1)
+    for k in (3, 5):
+        for anti in (False, True):
+            assert torch.equal(diagonal_min(flat, k, anti), -diagonal_max(-flat, k, anti))
+
+    def old_small_detail(residual, max_spot):
+        k = max_spot | 1
+        opened = torch.maximum(_pool_dilate(-_pool_dilate(-residual, 1, k), 1, k), _pool_dilate(-_pool_dilate(-residual, k, 1), k, 1))
+        for anti in (False, True):
+            opened = torch.maximum(opened, diagonal_max(-diagonal_max(-residual, k, anti), k, anti))
+        return residual - opened
+
+    for spot in (3, 4, 6):
+        detail = small_detail(flat, spot)
+        assert torch.equal(detail, old_small_detail(flat, spot))
+        wide = old_small_detail(flat, 2 * spot - 1)
+        assert torch.equal(mostly_small(detail, flat, spot, 0.75), detail * (wide >= 0.75 * flat))
+
+    rgb = torch.randint(0, 256, (2, 3, 90, 147), generator=gen, dtype=torch.uint8)
+    for size in [(16, 32), (32, 48), (45, 73), (90, 147)]:
+        assert torch.equal(speck_planes(rgb, size), _pool_speck_planes(rgb, size)), size
+        as_float = rgb.float() / 255
+        assert torch.equal(speck_planes(as_float, size), _pool_speck_planes(as_float, size)), size
+    for size in [(7, 9), (89, 146), (30, 147)]:
+        assert torch.equal(adaptive_max(rgb[:, :2].float(), size), torch.nn.functional.adaptive_max_pool2d(rgb[:, :2].float(), size))
+
+
 def test_runner_decodes_once_and_gives_each_detector_its_size(tmp_path, monkeypatch):
     """Confetti declares max_side 3840: it gets the 720p frames; a detector that declares
     nothing gets exactly the frames of the run's --max-side 512, from the same single decode."""
