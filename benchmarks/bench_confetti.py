@@ -29,9 +29,11 @@ from evalkit.datasets.footage import load_clip
 from evalkit.detectors.blockmotion import dilate, max_vector, motion_vectors, pyramid
 from evalkit.detectors.confetti import (
     BLOCK,
+    ConfettiConfig,
     ConfettiMaps,
     confetti_maps,
     directional_residual,
+    mostly_small,
     range_sampler,
     search_radius,
     small_detail,
@@ -44,7 +46,8 @@ from evalkit.video import DecodeOptions, decode_video, write_video
 
 def per_frame_loop(frames: torch.Tensor, fps: float, work_short_side: int = 128, max_speed: float = 1.0,
                    min_speed: float = 0.05, min_contrast: float = 0.14, noise_factor: float = 5.0,
-                   max_spot_size: float = 0.025, cut_ratio: float = 4.0, cut_level: float = 0.04) -> ConfettiMaps:
+                   max_spot_size: float = 0.025, cut_ratio: float = 4.0, cut_level: float = 0.04,
+                   min_small_share: float = ConfettiConfig.min_small_share) -> ConfettiMaps:
     """The computation of :func:`confetti_maps` for one video ``(T, 3, H, W)``, frame by frame
     and pair by pair, with Python scalars for the per-clip statistics (the VBench pattern)."""
     t_len, _, height, width = frames.shape
@@ -87,7 +90,7 @@ def per_frame_loop(frames: torch.Tensor, fps: float, work_short_side: int = 128,
         prv = torch.stack([norm[1, p] for p in range(lo, hi)], 1)
         incoherent = transient_residual(nxt, prv, ok_t[:, lo:hi])[:, t - lo - 1]
         if pair_ok[t - 1] and pair_ok[t]:
-            spots[0, t] = small_detail(incoherent, max_spot)[0] > 1.0
+            spots[0, t] = mostly_small(small_detail(incoherent, max_spot), incoherent, max_spot, min_small_share)[0] > 1.0
     valid = torch.zeros((1, t_len), dtype=torch.bool)
     none = torch.zeros(1, 3)
     fast = [dilate((torch.maximum(speed[0, t], speed[1, t - 1]) * fps / short > min_speed).float(), 3, 3) for t in range(1, t_len - 1)]
