@@ -1,6 +1,6 @@
 """Benchmark: the Ray engine with 1 vs 2 CPU workers, and each stage's cost for sizing a cluster.
 
-    python benchmarks/bench_ray.py [--clips 16] [--frames 96] [--runs 3]
+    python benchmarks/bench_ray.py [--clips 16] [--frames 96] [--runs 3] [--heavy-clips 12]
 
 Throughput: ``--clips`` distinct synthetic clips (320x240) scored by framediff and
 temporal_flickering through the Ray engine. "k CPU workers" is a local cluster of ``k`` CPUs
@@ -82,7 +82,7 @@ def _items(paths: list[Path]) -> list:
     return [VideoItem(str(p), None, *parse_video_name(p), None) for p in paths]
 
 
-def worker_run(k: int, folder: Path, sleep_s: float = 0.0) -> dict:
+def worker_run(k: int, folder: Path, sleep_s: float = 0.0, names: list[str] = DETECTORS) -> dict:
     """One configuration, in its own process: a k-CPU cluster, k actors per pool, all pinned to k cores."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Ray starts workers at niceness 15; on a machine shared with other people's work that
@@ -106,7 +106,7 @@ def worker_run(k: int, folder: Path, sleep_s: float = 0.0) -> dict:
     paths = sorted(folder.glob("clip*.mp4"))
     warm, timed = _items(paths[:2]), _items(paths[2:])
     engine = RayEngine(decode_workers=k, model_workers=k)
-    detectors = [FixedCost(seconds=sleep_s)] if sleep_s else resolve_detectors(DETECTORS)
+    detectors = [FixedCost(seconds=sleep_s)] if sleep_s else resolve_detectors(names)
     with Runner(detectors, engine=engine) as runner:
         list(runner.run(warm))  # starts the pools; every actor pays its imports
         cores = set(sorted(os.sched_getaffinity(0))[:k])
@@ -184,14 +184,16 @@ def stage_costs(folder: Path) -> dict:
     return out
 
 
-def throughput(folder: Path, runs: int, cores: int, sleep_s: float = 0.0) -> dict[int, list[dict]]:
+def throughput(folder: Path, runs: int, cores: int, sleep_s: float = 0.0,
+               names: list[str] = DETECTORS) -> dict[int, list[dict]]:
     """1 and 2 CPU workers, alternating, each run in a fresh process."""
     results: dict[int, list[dict]] = {1: [], 2: []}
     for _ in range(runs):
         for k in (1, 2):
             if k > cores:
                 continue
-            cmd = [sys.executable, __file__, "--worker", str(k), "--folder", str(folder), "--sleep", str(sleep_s)]
+            cmd = [sys.executable, __file__, "--worker", str(k), "--folder", str(folder), "--sleep", str(sleep_s),
+                   "--detectors", ",".join(names)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"  {k} CPU worker(s): failed: {proc.stderr.strip().splitlines()[-1]}", flush=True)
@@ -224,12 +226,15 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sleep-clips", type=int, default=32, help="clips for the fixed-cost series (0: skip it)")
+    parser.add_argument("--heavy-clips", type=int, default=0,
+                        help="clips of 640x360 for a confetti series, the costliest frame-only detector (0: skip it)")
+    parser.add_argument("--detectors", default=",".join(DETECTORS), help=argparse.SUPPRESS)
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--sleep", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--folder", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
-        print(json.dumps(worker_run(args.worker, Path(args.folder), args.sleep)))
+        print(json.dumps(worker_run(args.worker, Path(args.folder), args.sleep, args.detectors.split(","))))
         return 0
     try:
         import ray  # noqa: F401
@@ -249,6 +254,11 @@ def main() -> int:
         if args.clips:
             print(f"throughput, framediff + temporal_flickering on {args.clips} clips of 320x240 (CPU-bound):")
             compare(throughput(folder, args.runs, cores), args.runs)
+        if args.heavy_clips:
+            heavy = folder / "heavy"
+            make_clips(heavy, args.heavy_clips + 2, args.frames, size=(360, 640))
+            print(f"throughput, confetti on {args.heavy_clips} clips of 640x360 (CPU-bound, heavier per clip):")
+            compare(throughput(heavy, args.runs, cores, names=["confetti"]), args.runs)
         if args.sleep_clips:
             tiny = folder / "tiny"
             make_clips(tiny, args.sleep_clips + 2, 16, size=(48, 64))
