@@ -339,6 +339,15 @@ def mostly_small(detail: torch.Tensor, residual: torch.Tensor, max_spot: int, sh
     return detail * (wide >= share * residual)
 
 
+def _standing_alone(incoherent: torch.Tensor, max_spot: int, share: float) -> torch.Tensor:
+    """:func:`mostly_small` of the :func:`small_detail` of ``(N, h, w)``, a few frames at a time
+    (the ops are per frame, so the values do not depend on it): about a megabyte per step stays
+    in cache, where whole-clip temporaries of tens of megabytes were several times slower on CPU."""
+    step = max(1, (1 << 18) // (incoherent.shape[-2] * incoherent.shape[-1]))
+    parts = [mostly_small(small_detail(part, max_spot), part, max_spot, share) for part in incoherent.split(step)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def transient_residual(next_res: torch.Tensor, prev_res: torch.Tensor, pair_ok: torch.Tensor) -> torch.Tensor:
     """Detail that appears and vanishes within one or two frames, for frames ``1..T-2``.
 
@@ -488,7 +497,7 @@ def confetti_maps(
     fast = torch.maximum(speed[:, 0, 1:], speed[:, 1, :-1]) * (fps_t.view(b, 1, 1, 1) / short)
     moving_blocks = dilate((fast > cfg.min_speed).float(), 3, 3)  # a block of margin around moving blocks
     moving = moving_blocks.repeat_interleave(BLOCK, -2).repeat_interleave(BLOCK, -1) > 0
-    excess = mostly_small(small_detail(incoherent.flatten(0, 1), max_spot), incoherent.flatten(0, 1), max_spot, cfg.min_small_share).view_as(incoherent)
+    excess = _standing_alone(incoherent.flatten(0, 1), max_spot, cfg.min_small_share).view_as(incoherent)
     if fine:
         # Their own transience and top-hat: a cell maximum widens a speck by up to a cell, so a
         # speck the coarse planes see as small could look too wide here, and mixed into one
@@ -496,7 +505,7 @@ def confetti_maps(
         res_f = (torch.cat(res_f).view(b, 2, t - 1, 2, *size) / floor[:, -2:].view(b, 1, 1, 2, 1, 1)).amax(3)
         fine_incoherent = transient_residual(res_f[:, 0], res_f[:, 1], pair_ok)
         fine_incoherent = fine_incoherent.flatten(0, 1)
-        fine_excess = mostly_small(small_detail(fine_incoherent, max_spot), fine_incoherent, max_spot, cfg.min_small_share)
+        fine_excess = _standing_alone(fine_incoherent, max_spot, cfg.min_small_share)
         excess = torch.maximum(excess, fine_excess.view_as(excess))
     spots = excess > 1.0
     if cfg.moving_only:
