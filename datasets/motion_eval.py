@@ -34,7 +34,9 @@ does not judge (skipped) counts as not flagged, with score 0 for the AUC.
 Version 10 (issue #19): ``--pose movenet`` scores MoveNet's tracks, ``--pose both`` MediaPipe's and
 MoveNet's under the two-model rule (a small person tracked by MediaPipe on MoveNet's person crops);
 ``--wide`` adds wide shots of small real people (:func:`wide_clips`) to the negatives; ``fresh18``
-and ``fresh19`` were run once each way with its settings fixed beforehand.
+and ``fresh19`` were run once each way with its settings fixed beforehand. Version 11 (``--rule
+weighted``, the default; ``--rule confirmed`` is version 10's) was tuned on ``tune``, ``tuneclean``
+and ``tune2`` with the real negatives and wide shots; ``fresh18``-``20`` were run once with its final settings.
 Pose tracks and their person-mask profiles (and MoveNet's keypoints, and the crop tracks) are
 cached under ``.cache/motion/`` (git-ignored; rebuilt when missing). Oracle tracks have no mask, so the ``cut`` check does not run on them.
 """
@@ -419,18 +421,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wide", action="store_true", help="add wide shots of small real people to the negatives")
     parser.add_argument("--second-model", choices=["lightning", "thunder"], default="lightning",
                         help="MoveNet variant for --pose movenet|both")
+    parser.add_argument("--rule", choices=["weighted", "confirmed"], default="weighted",
+                        help="two-model rule for --pose both: version 11's weighted rule or version 10's confirmed one")
     args = parser.parse_args(argv)
     global LANDMARK_BACKEND, SECOND_MODEL
     LANDMARK_BACKEND, SECOND_MODEL = args.landmarks, args.second_model
     splits = {"both": ["tune", "holdout"], "all": list(SPLITS)}.get(args.split, [args.split])
     for split in splits:
-        s = evaluate(split, show_jitter=args.jitter, oracle=args.oracle, pose=args.pose, wide=args.wide)
+        s = evaluate(split, MotionDetector(two_model_rule=args.rule), show_jitter=args.jitter, oracle=args.oracle,
+                     pose=args.pose, wide=args.wide)
         if args.verbose:
             print("\n".join(s["rows"]))
         if args.jitter:
             for name, j in s["jitter"]:
                 print(f"  jitter {name:32s} " + " ".join(f"{k}={v:.3f}" for k, v in j.items()))
         tag = f"{split}, oracle sigma {args.oracle}" if args.oracle is not None else f"{split}, {args.pose}"
+        tag += f", {args.rule} rule" if args.pose == "both" else ""
         print(f"[{tag}] positives={s['positives']} negatives={s['negatives']} AUC={s['auc']:.3f} "
               f"(vs clean puppets only {s['auc_puppets']:.3f}) "
               f"FPR={s['fpr']:.3f} (not judged {s['skipped']}) TPR={s['tpr']:.3f} localised={s['localised']:.3f} per kind {s['localised_per_kind']}")

@@ -142,15 +142,17 @@ class MotionConfig:
     # MediaPipe alone) and how the two are combined (two_model_rule): "confirmed" (version 10: a
     # check counts only as far as the other model also reads breakage on the same limb within
     # confirm_tolerance_s) or "weighted" (version 11, weighted_checks): a check counts as far as the
-    # other model supports it, by its own evidence on the limb (in full from support_full) and by
-    # seeing the limb where this one does (in full within agree_within body sizes, not at all from
-    # disagree_at)
+    # other model supports it, by its own evidence on the limb (in full from support_full for the
+    # first model's readings, support_full_second for the second's: MoveNet is the jumpier on real
+    # people and the thresholds are MediaPipe's) and by seeing the limb where this one does (in
+    # full within agree_within body sizes, not at all from disagree_at)
     second_model: str = ""
     confirm_tolerance_s: float = 0.15
     two_model_rule: str = "weighted"
     support_full: float = 0.5
-    agree_within: float = 0.8
-    disagree_at: float = 1.5
+    support_full_second: float = 0.7
+    agree_within: float = 1.0
+    disagree_at: float = 2.0
 
 
 def _frames(seconds: float, fps: float, minimum: int = 1) -> int:
@@ -911,8 +913,9 @@ def weighted_checks(first: dict[str, dict[str, np.ndarray]], second: dict[str, d
     model's severity is scaled by the other model's support on the same limb within
     ``confirm_tolerance_s``: ``own x evidence x agreement``, the larger over the two models, where
 
-    - ``evidence`` = the other model's worst check on the limb / ``support_full``, at most 1: the
-      other model sees the limb doing something out of the ordinary, if under its own thresholds;
+    - ``evidence`` = the other model's worst check on the limb / ``support_full`` (for readings of
+      ``first``; ``support_full_second`` for readings of ``second``), at most 1: the other model
+      sees the limb doing something out of the ordinary, if under its own thresholds;
     - ``agreement`` = 1 while the two tracks' joints of the limb lie within ``agree_within`` body
       sizes of each other, falling to 0 at ``disagree_at``: where the models disagree about where
       the limb is, a reading is the trackers' (a glitch of one of them), not the body's.
@@ -929,13 +932,13 @@ def weighted_checks(first: dict[str, dict[str, np.ndarray]], second: dict[str, d
     out: dict[str, dict[str, np.ndarray]] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        for own, other in zip((first, second), evidence):
+        for own, other, full in zip((first, second), evidence, (o.support_full, o.support_full_second)):
             for check, parts in own.items():
                 for part, sev in parts.items():
                     limb = _limb_of(part)
                     if limb not in other:
                         continue
-                    support = np.nan_to_num(np.clip(other[limb] / o.support_full, 0.0, 1.0)) * agreement.get(limb, 0.0)
+                    support = np.nan_to_num(np.clip(other[limb] / full, 0.0, 1.0)) * agreement.get(limb, 0.0)
                     weighted = sev * support  # NaN where this model judged nothing
                     prev = out.setdefault(check, {}).get(part)
                     out[check][part] = weighted if prev is None else np.fmax(prev, weighted)

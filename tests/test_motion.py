@@ -869,7 +869,7 @@ def test_weighted_rule_holds_back_what_the_models_put_in_different_places(fps):
         assert not r.flagged, (r.score, r.events)
         uncertain = r.stats["tracker_uncertain"]
         assert uncertain and all(u["model"] == lone and _on_left_arm(u["kind"]) for u in uncertain), uncertain
-        assert all(u["apart"] is not None and u["apart"] > 1.5 for u in uncertain), uncertain
+        assert all(u["apart"] is not None and u["apart"] > 2.0 for u in uncertain), uncertain
 
 
 def test_weighted_checks_scale_by_the_others_evidence_and_agreement():
@@ -880,8 +880,8 @@ def test_weighted_checks_scale_by_the_others_evidence_and_agreement():
     own[8:11] = 4.0
     other = np.zeros(t)
     other[9] = 0.25  # half of support_full (0.5)
-    apart = np.full(t, 0.5)  # within agree_within (0.8)
-    apart[12] = 1.15  # half way to disagree_at (1.5), 2 frames from the reading's end
+    apart = np.full(t, 0.5)  # within agree_within (1.0)
+    apart[12] = 1.5  # half way to disagree_at (2.0), 2 frames from the reading's end
     first = {"jump": {"left_forearm": own, "right_forearm": np.full(t, 4.0), "left_shin": np.full(t, 4.0)}}
     second = {"teleport": {"left_wrist": other, "right_wrist": np.ones(t)}, "cut": {}}
     disagreement = {"left_arm": apart, "right_arm": np.full(t, np.nan)}
@@ -891,8 +891,12 @@ def test_weighted_checks_scale_by_the_others_evidence_and_agreement():
     np.testing.assert_allclose(both["jump"]["left_forearm"][7:13], [0.0, 2.0, 2.0, 1.0, 0.0, 0.0])
     assert (both["jump"]["right_forearm"] == 0).all()  # the other model reads that arm, but never places it
     assert np.isnan(both["jump"]["left_shin"]).all()  # the other model judged nothing on that leg
-    # the other way round: 0.25 x (4 / 0.5 -> 1) x agreement
+    # the other way round: 0.25 x (4 / support_full_second -> 1) x agreement
     assert both["teleport"]["left_wrist"][9] == pytest.approx(0.25)
+    # the second model's readings need support_full_second (0.7) of the first model's evidence
+    weak = {"jump": {"left_forearm": np.full(t, 0.35)}}
+    assert weighted_checks(weak, second, disagreement, 10.0)["teleport"]["left_wrist"][9] == pytest.approx(0.25 * 0.5)
+    assert weighted_checks(second, weak, disagreement, 10.0)["teleport"]["left_wrist"][9] == pytest.approx(0.25 * 0.7)
     with pytest.raises(Exception, match="two_model_rule"):
         _pair(dancer(8.0), _second_model_view(dancer(8.0)), 8.0, two_model_rule="both")
 

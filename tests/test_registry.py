@@ -56,7 +56,7 @@ RELEASED_DEFAULT_HASHES = {
     "confetti": "56aaf65550ebe00a",  # version 4 (#18): min_small_share
     "expression": "9a2750ff83b20927",  # version 5 (#22): threshold 1.4 for the point-scaled deformation
     "framediff": "a24e66ac9b66d0c4",
-    "motion": "c86a198f691726b4",  # version 11 (#19): two_model_rule, support_full, agree_within, disagree_at
+    "motion": "6a35e256e270e559",  # version 11 (#19): two_model_rule, support_full(_second), agree_within, disagree_at
     "temporal_flickering": "7a897699d1aadda1",
 }
 
