@@ -58,12 +58,12 @@ def cached_face_track(frames: np.ndarray, key: str) -> FaceTrack:
     """:func:`evalkit.landmarks.extract_face` (the runner's settings, :data:`LANDMARK_BACKEND`)
     over ``(T, H, W, 3)`` frames, cached under ``.cache/faces/`` by ``key`` and the frames' bytes
     (rebuilt when missing)."""
-    from evalkit.landmarks import PIPELINE_VERSION, LandmarkOptions, extract_face
+    from evalkit.landmarks import LandmarkOptions, backend_tag, extract_face
 
     h, w = frames.shape[1:3]
     digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
-    backend = "" if LANDMARK_BACKEND == "mediapipe" else f"-{LANDMARK_BACKEND}{PIPELINE_VERSION}"
-    path = CACHE / f"{key}-{digest}{backend}.npy"
+    tag = backend_tag(LANDMARK_BACKEND)
+    path = CACHE / f"{key}-{digest}{'-' + tag if tag else ''}.npy"
     if path.is_file():
         return FaceTrack(np.load(path), (w, h))
     track = extract_face(np.ascontiguousarray(frames), LandmarkOptions(backend=LANDMARK_BACKEND))

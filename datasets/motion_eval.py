@@ -54,7 +54,7 @@ from evalkit._types import PoseTrack, Video, VideoInputs
 from evalkit.datasets import body
 from evalkit.datasets.footage import load_clip, pyfeat_photo
 from evalkit.detectors.motion import MotionDetector, pose_jitter
-from evalkit.landmarks import PIPELINE_VERSION, LandmarkOptions, extract_pose
+from evalkit.landmarks import LandmarkOptions, backend_tag, extract_pose
 
 log = logging.getLogger(__name__)
 CACHE = Path(".cache/motion")
@@ -81,8 +81,9 @@ def cached_pose(frames: np.ndarray, key: str) -> PoseTrack:
     profile existed is made again whole (turning the mask on leaves the landmarks bit for bit the
     same: 226 tune clips checked)."""
     digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
-    if LANDMARK_BACKEND != "mediapipe":
-        digest = f"{digest}-{LANDMARK_BACKEND}{PIPELINE_VERSION}"
+    tag = backend_tag(LANDMARK_BACKEND)
+    if tag:
+        digest = f"{digest}-{tag}"
     path, mask_path = CACHE / f"{key}-{digest}.npy", CACHE / f"{key}-{digest}-limbmask.npy"
     size = (frames.shape[2], frames.shape[1])
     if path.is_file() and mask_path.is_file():

@@ -536,7 +536,7 @@ class PoseTracker:
             self.aux_filter.reset()
             return None
         raw = raw_lm.reshape(39, 5)
-        uv = refine_from_heatmap(raw[:, :2] / 256.0, heatmap[0], kernel=POSE_HEATMAP_KERNEL)
+        uv = refine_from_heatmap(raw[:, :2] / 256.0, heatmap[0])
         xy = padded.to_frame(uv)
         aux = xy[33:35]
         aux_roi = roi_from_alignment(aux[0], aux[1], 1.0)

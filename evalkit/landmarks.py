@@ -47,6 +47,12 @@ LANDMARK_BACKENDS = ("mediapipe", "litert", "torch")
 PIPELINE_VERSION = 2
 
 
+def backend_tag(backend: str) -> str:
+    """What a backend's landmarks are stored under: ``""`` for MediaPipe's own graphs (keys as
+    they were before backends existed), else ``"<backend>.<PIPELINE_VERSION>"``."""
+    return "" if backend == "mediapipe" else f"{backend}.{PIPELINE_VERSION}"
+
+
 def default_backend(device: str) -> str:
     """The landmark backend ``evalkit`` picks when none is named: ``torch`` on CUDA (batched
     on the GPU); on CPU MediaPipe's own graphs, which measured fastest per core here

@@ -22,7 +22,7 @@ import pandas as pd
 from evalkit._types import DetectorResult, FaceTrack, PoseTrack, Video, VideoInputs
 from evalkit.detector import BaseDetector, Detector, detector_side
 from evalkit.errors import EvalkitError, VideoDecodeError
-from evalkit.landmarks import PIPELINE_VERSION, LandmarkOptions, LandmarkPool
+from evalkit.landmarks import LandmarkOptions, LandmarkPool, backend_tag
 from evalkit.layout import VideoItem
 from evalkit.registry import available_detectors, canonical_name, detector_facts, get_detector
 from evalkit.store import ItemRecord, ResultKey, ResultStore, prompt_digest
@@ -113,8 +113,9 @@ def _key(digest: str, detector: Detector, prompt: str | None, landmarks: str = "
     # Landmark backends give different landmarks: a face/pose result names its backend, except
     # MediaPipe's, whose keys stay as they were before backends existed (stores stay valid).
     # The re-implemented pipeline carries its own version: a fix to it gives new keys.
-    if landmarks != "mediapipe" and _needs_landmarks(detector):
-        config_hash = f"{config_hash}+landmarks={landmarks}.{PIPELINE_VERSION}"
+    tag = backend_tag(landmarks)
+    if tag and _needs_landmarks(detector):
+        config_hash = f"{config_hash}+landmarks={tag}"
     return ResultKey(digest, detector.name, str(detector.version), config_hash, prompt_hash)
 
 
