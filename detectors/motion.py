@@ -1000,7 +1000,7 @@ class MotionDetector(BaseDetector):
     failure_mode: ClassVar[str] = "dance-motion breakage: stretched, detached, teleported or swapped limbs"
     requires: ClassVar[frozenset[str]] = frozenset({"pose"})
     higher_is_worse: ClassVar[bool] = True
-    version: ClassVar[str] = "11"
+    version: ClassVar[str] = "12"
     units: ClassVar[str] = "multiples of the check threshold"
     score_meaning: ClassVar[str] = (
         "Worst kinematic violation of the tracked person as a multiple of its threshold "
@@ -1020,7 +1020,9 @@ class MotionDetector(BaseDetector):
             raise ShapeError(f"{video.path} pose landmarks", f"({t}, 33, 4)", pose.landmarks.shape)
         second = None
         if self.options.second_model:
-            second = second_pose_track(video.frames, self.options.second_model)
+            crops, second = second_pose_tracks(video.frames, self.options.second_model, video.fps, self.device)
+            if crops is not None:  # a small person in a wide shot: MediaPipe judges them on MoveNet's crops
+                pose = crops
         return self.score_tracks(video.fps, t, pose, second)
 
     def score_tracks(self, fps: float, t: int, pose: PoseTrack, second: PoseTrack | None = None) -> DetectorResult:
@@ -1087,7 +1089,17 @@ class MotionDetector(BaseDetector):
 def second_pose_track(frames, model: str) -> PoseTrack:
     """The second model's track of a video's frames ``(T, 3, H, W)`` uint8 (:class:`evalkit.Video`'s
     layout): ``model`` is ``"movenet-lightning"`` or ``"movenet-thunder"``."""
-    from evalkit.movenet import movenet_pose_track
+    return second_pose_tracks(frames, model, None)[1]
+
+
+def second_pose_tracks(frames, model: str, fps: float | None, device=None) -> tuple[PoseTrack | None, PoseTrack]:
+    """MoveNet (``model``: ``"movenet-lightning"`` or ``"movenet-thunder"``) run once over a video's
+    frames ``(T, 3, H, W)`` uint8 (:class:`evalkit.Video`'s layout), and what its keypoints give:
+    ``(crops, second)``. ``second`` is MoveNet's own track. ``crops`` is MediaPipe's pose run on
+    crops around the person MoveNet found (:func:`evalkit.movenet.pose_on_person_crops`) where that
+    person is small (a wide shot, where MediaPipe's own detector finds nobody); None otherwise, or
+    when ``fps`` is None."""
+    from evalkit.movenet import movenet_keypoints, movenet_pose_track, pose_on_person_crops
 
     family, _, variant = model.partition("-")
     if family != "movenet" or variant not in ("lightning", "thunder"):
@@ -1095,7 +1107,10 @@ def second_pose_track(frames, model: str) -> PoseTrack:
     import torch
 
     hwc = torch.as_tensor(frames).permute(0, 2, 3, 1).contiguous().cpu().numpy()
-    return movenet_pose_track(hwc, variant)
+    keypoints = movenet_keypoints(hwc, variant, None if device is None else str(device))
+    second = movenet_pose_track(hwc, variant, keypoints=keypoints)
+    crops = None if fps is None else pose_on_person_crops(hwc, keypoints, fps=float(fps))
+    return crops, second
 
 
 def _nanmax(parts: dict[str, np.ndarray]) -> float | None:

@@ -974,6 +974,28 @@ def test_small_person_in_a_wide_shot_is_judged():
 
 
 @pytest.mark.slow
+def test_run_path_judges_a_small_person_on_movenets_crops():
+    """Version 12: what ``evalkit run`` does with ``second_model`` set. The detector gets the runner's
+    whole-frame pose track (nobody found in the wide shot) and the decoded frames; it runs MoveNet
+    once, judges the small person on MediaPipe's pose over MoveNet's crops, and does not flag him."""
+    from evalkit.datasets.motion_eval import wide_clips
+    from evalkit.landmarks import extract_pose
+    from tests.test_movenet import _weights_or_skip
+
+    _weights_or_skip("lightning")
+    name, frames, fps = next(c for c in wide_clips() if c[0] == "wide-carphone/8fps")
+    t, h, w, _ = frames.shape
+    video = Video(path=f"{name}.mp4", frames=torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(), fps=fps,
+                  frame_indices=np.arange(t), source_size=(w, h), source_fps=fps, content_hash="wide")
+    whole = extract_pose(frames)
+    alone = MotionDetector().score(VideoInputs(video=video, pose=whole))
+    assert alone.is_skipped, (alone.score, alone.stats)
+    r = MotionDetector(second_model="movenet-lightning").score(VideoInputs(video=video, pose=whole))
+    assert not r.is_skipped and r.stats["judged_frames"] >= 0.8 * t and not r.flagged, (r.score, r.stats)
+    assert r.stats["judged_frames_second"] > 0
+
+
+@pytest.mark.slow
 def test_detector_runs_the_second_model_on_the_videos_frames():
     """``second_model`` set: the detector runs MoveNet on the decoded frames itself and judges
     under the two-model rule; the carphone man is judged and not flagged."""
