@@ -42,13 +42,15 @@ import numpy as np
 
 from evalkit.detectors.expression import (
     FEATURES,
+    ExpressionConfig,
+    drop_uncertain_faces,
     exaggeration,
     expression_features,
     face_displacements,
     population_point_scale,
 )
 from evalkit.detectors.face_mesh import MESH_POINTS
-from evalkit.landmarks import extract_face
+from evalkit.landmarks import extract_face, face_presence
 from evalkit.video import DecodeOptions, decode_video
 
 log = logging.getLogger(__name__)
@@ -57,9 +59,12 @@ QUANTILES = {"q50": 0.5, "q90": 0.9, "q99": 0.99}
 
 
 def clip_points(path: str | Path, max_side: int = 512) -> tuple[np.ndarray, float]:
-    """``(T, F, 478, 3)`` face-mesh landmarks (px) of one real video and its fps."""
+    """``(T, F, 478, 3)`` face-mesh landmarks (px) of one real video and its fps, without the
+    faces the landmark model doubts (as the detector drops them: ``min_face_presence``)."""
     video = decode_video(path, DecodeOptions(max_side=max_side))
-    return extract_face(video.numpy_hwc()).pixels(), video.fps
+    frames = video.numpy_hwc()
+    points = extract_face(frames).pixels()
+    return drop_uncertain_faces(points, face_presence(frames, points), ExpressionConfig.min_face_presence)[0], video.fps
 
 
 def default_sources(exclude: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray, float, str]]:
@@ -74,7 +79,8 @@ def default_sources(exclude: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray
         frames, fps, _ = faces.real_face(identity)
         for name, part in faces.identity_segments(identity):
             track = faces.cached_face_track(frames[part], f"{name}_x1.0")
-            out[name] = (track.pixels(), fps, identity)
+            presence = faces.cached_face_presence(frames[part], f"{name}_x1.0")
+            out[name] = (drop_uncertain_faces(track.pixels(), presence, ExpressionConfig.min_face_presence)[0], fps, identity)
     return out
 
 
@@ -121,6 +127,7 @@ def build_from_features(
         "how_made": (
             "python -m evalkit.datasets.expression_reference: MediaPipe face mesh "
             f"(mediapipe {version('mediapipe')}, refine_landmarks) on each video decoded at <= 512 px, "
+            "faces the landmark model doubts dropped (face presence < min_face_presence), "
             "features per frame against each face's own neutral (de-spiked, weighted by mesh continuity), "
             "the deformation with each mesh point in units of its real displacement (point_scale: RMS per person, "
             "geometric mean over people), frames of all clips pooled; default sources: faces.IDENTITIES segments (carphone_pristine halves, "

@@ -23,8 +23,9 @@ of 16 real variants (``faces.real_variants``: carphone pristine and distorted at
 frame rates and codecs) flagged, and the woman's whole real clip's score ("extreme but real").
 The bundled reference's (in-sample) numbers are printed beside them. Every table shows three
 scorings of the same clips with the same references: the naive baseline (the clip's maximum
-mouth opening over face size), the unpaired score (versions 3 and 4) and version 4's paired
-mode (each clip against its own segment unwarped; real pairs: the real variants against the
+mouth opening over face size), the unpaired score (versions 3/4, 5 and 6: version 6 drops the
+faces the landmark model doubts, ``faces.cached_face_presence``, and skips a clip left with too
+little face) and the paired mode (versions 4/5 and 6) (each clip against its own segment unwarped; real pairs: the real variants against the
 clip they were made from), then how many clips the regression test needs paired and unpaired
 (:func:`clips_needed`). ``--demo-root DEMO`` also shows the paired mode on a demo root that
 ``evalkit run`` has scored (:func:`evaluate_paired_demo`).
@@ -52,6 +53,7 @@ from evalkit.detectors.expression import (
     ExpressionDetector,
     deformation_peak,
     exaggeration,
+    drop_uncertain_faces,
     expression_features,
     paired_exaggeration,
     reference_scale,
@@ -228,15 +230,18 @@ def _scores_row(label: str, s: dict, r: dict, threshold: float, names: list, fac
     with its own segment's factor-1 pair."""
     a, rho, within = _ranking({n: s[n] for n in names}, factor, identity)
     if paired:
-        a = auc(list(r.values()), [s[n] for n in names if factor[n] > 1.0])
+        a = auc([v for v in r.values() if np.isfinite(v)], [s[n] for n in names if factor[n] > 1.0])
     flags = {f: float(np.mean([s[n] > threshold for n in names if factor[n] == f])) for f in faces.FACTORS}
     variants = [n for n in r if "whole clip" not in n]
-    fpr = float(np.mean([r[n] > threshold for n in variants]))
+    fpr = float(np.mean([r[n] > threshold for n in variants]))  # a skipped clip (NaN) is not flagged
+    skipped = sum(not np.isfinite(r[n]) for n in variants)
     whole = {n.split(" ")[0]: r[n] for n in r if "whole clip" in n}
     print(f"  {label:44s} AUC {a:.3f}  within {within:.3f}  Spearman {rho:5.2f}  real flagged {fpr:4.2f} "
-          f"(max {max(r[n] for n in variants):.2f})  " + "  ".join(f"{k} {v:.2f}" for k, v in whole.items())
+          f"(max {np.nanmax([r[n] for n in variants]):.2f}{f', {skipped} skipped' if skipped else ''})  "
+          + "  ".join(f"{k} {v:.2f}" for k, v in whole.items())
           + "  flagged at x" + "/".join(f"{k:g}" for k in flags) + ": " + "/".join(f"{100 * v:.0f}" for v in flags.values()) + " %")
-    return {"auc": a, "spearman": rho, "within_identity_auc": within, "real_fpr": fpr, "flagged_by_factor": flags, **{f"{k}_whole": v for k, v in whole.items()}}
+    return {"auc": a, "spearman": rho, "within_identity_auc": within, "real_fpr": fpr, "real_skipped": skipped,
+            "flagged_by_factor": flags, **{f"{k}_whole": v for k, v in whole.items()}}
 
 
 def evaluate_expression() -> dict:
@@ -262,19 +267,23 @@ def evaluate_expression() -> dict:
     detector = ExpressionDetector()
     threshold, q = detector.options.threshold, detector.options.peak_quantile
     v3_threshold = 1.25  # version 3's and 4's default
-    points, fps, opening, factor, identity = {}, {}, {}, {}, {}
+    points, fps, opening, factor, identity, presence = {}, {}, {}, {}, {}, {}
     for clip in faces.expression_clips():
         name = clip["name"]
         points[name] = faces.cached_face_track(clip["frames"], name).pixels()
+        presence[name] = faces.cached_face_presence(clip["frames"], name)
         fps[name], opening[name] = clip["fps"], mouth_opening(points[name])
         factor[name], identity[name] = clip["factor"], clip["identity"]
     warped = list(points)
     for clip in faces.real_variants():
-        points[clip["name"]] = faces.cached_face_track(clip["frames"], clip["name"].replace("@", "_")).pixels()
+        key = clip["name"].replace("@", "_")
+        points[clip["name"]] = faces.cached_face_track(clip["frames"], key).pixels()
+        presence[clip["name"]] = faces.cached_face_presence(clip["frames"], key)
         fps[clip["name"]] = clip["fps"]
     for who in ("woman", "single_face"):
-        _, fps[f"{who} (whole clip)"], whole = faces.real_face(who)
+        frames, fps[f"{who} (whole clip)"], whole = faces.real_face(who)
         points[f"{who} (whole clip)"] = whole[:, None]
+        presence[f"{who} (whole clip)"] = faces.cached_face_presence(frames, f"{who}_{faces.REAL_MAX_SIDE}")[:, :1]  # as mesh_points: slot 0
     reals = [n for n in points if n not in factor]
     real_opening = {n: mouth_opening(points[n]) for n in reals}
     real_ids = list(faces.IDENTITIES)
@@ -294,12 +303,25 @@ def evaluate_expression() -> dict:
                       for who, h in held.items()}
     loio_features = {n: expression_features(points[n], fps[n], point_scale=np.array(held_reference[who_of[n]]["point_scale"]))
                      for n in points}
-    features = {n: expression_features(points[n], fps[n], point_scale=detector._point_scale) for n in points}  # as the detector
+    features = {n: expression_features(points[n], fps[n], point_scale=detector._point_scale) for n in points}  # as version 5
+    # version 6: the same after dropping the faces the landmark model doubts (None: the clip is
+    # skipped, under min_face_s of trusted frontal face, as the detector skips it)
+    trusted = {n: drop_uncertain_faces(points[n], presence[n], detector.options.min_face_presence)[0] for n in points}
+    v6_reference = {who: build_from_points({n: (trusted[n], fps[n], identity[n]) for n in reference_clips(*h)}, "held out")
+                    for who, h in held.items()}
+
+    def v6_features(n: str, point_scale: np.ndarray | None) -> np.ndarray | None:
+        f = expression_features(trusted[n], fps[n], point_scale=point_scale)
+        return f if np.isfinite(f[..., 0]).any(axis=1).sum() / fps[n] >= detector.options.min_face_s else None
+
+    v6_loio = {n: v6_features(n, np.array(v6_reference[who_of[n]]["point_scale"])) for n in points}
+    v6_bundled = {n: v6_features(n, detector._point_scale) for n in points}
+    v6_sizes = {n: v6_features(n, None) for n in points}
     held_mouth = {who: _pooled_q99([opening[n] for n in reference_clips(*h)]) for who, h in held.items()}
     bundled_mouth = _pooled_q99([opening[n] for n in reference_clips()])
 
-    def score(f: np.ndarray, scale: np.ndarray) -> float:
-        return exaggeration(f, scale, q)[1]
+    def score(f: np.ndarray | None, scale: np.ndarray) -> float:
+        return float("nan") if f is None else exaggeration(f, scale, q)[1]
 
     def both(score_of) -> tuple[dict, dict]:
         return {n: score_of(n) for n in warped}, {n: score_of(n) for n in reals}
@@ -317,6 +339,9 @@ def evaluate_expression() -> dict:
         "v5 unpaired, leave-one-identity-out": (
             *both(lambda n: score(loio_features[n], reference_scale(held_reference[who_of[n]]))), threshold),
         "v5 unpaired, bundled (in-sample)": (*both(lambda n: score(features[n], detector._scale)), threshold),
+        "v6 unpaired, leave-one-identity-out": (
+            *both(lambda n: score(v6_loio[n], reference_scale(v6_reference[who_of[n]]))), threshold),
+        "v6 unpaired, bundled (in-sample)": (*both(lambda n: score(v6_bundled[n], detector._scale)), threshold),
     }
     # Paired: no reference of other people but the bundled point scale.
     own = {n: n.rsplit("_x", 1)[0] + "_x1.0" for n in warped}
@@ -325,24 +350,31 @@ def evaluate_expression() -> dict:
     real_pair_of = {n: (n, sources[n]) for n in sources if n != sources[n]}
     real_pair_of["carphone_distorted vs carphone_pristine"] = ("carphone_distorted", "carphone_pristine")
     for label, f in (("v4 = v5 paired (against the unwarped clip)", v3_features),
-                     ("paired in point units (tried, not kept)", features)):
-        floor = PAIRED_FLOOR if f is v3_features else POINT_UNITS_FLOOR
+                     ("paired in point units (tried, not kept)", features),
+                     ("v6 paired (against the unwarped clip)", v6_sizes)):
+        floor = POINT_UNITS_FLOOR if f is features else PAIRED_FLOOR
         ratio = {n: _ratio(f[a], f[b], q, floor) for n, (a, b) in pairs.items()}
         real_ratio = {n: _ratio(f[a], f[b], q, floor) for n, (a, b) in real_pair_of.items()}
         scorings[label] = (ratio, real_ratio, PAIRED_THRESHOLD)
-    paired, real_pairs = scorings["v4 = v5 paired (against the unwarped clip)"][:2]
+    paired, real_pairs = scorings["v6 paired (against the unwarped clip)"][:2]
     # The astronaut against a real clip of other content: the real footage that drives her.
     driver = {n: f"carphone{n[len('astronaut')]}_x1.0" for n in warped if identity[n] == "astronaut"}
     astro = {n: paired_exaggeration(v3_features[n], v3_features[driver[n]], q) for n in driver}
 
-    print(f"\nEXPRESSION (version {detector.version})  clip       factor  naive(loio)  v3(loio)  v5(bundled)  v5(loio)     paired  paired(point units)")
+    print(f"\nEXPRESSION (version {detector.version})  clip       factor  naive(loio)  v3(loio)  v5(bundled)  v5(loio)  v6(loio)  paired v5  paired v6  paired(point units)")
+    v5_paired = scorings["v4 = v5 paired (against the unwarped clip)"]
     for n in warped:
         print(f"            {n:22s} {factor[n]:6.1f}  {scorings['naive: max mouth opening, leave-one-identity-out'][0][n]:11.2f}"
               f"  {scorings['v3 = v4 unpaired, leave-one-identity-out'][0][n]:8.2f}  {scorings['v5 unpaired, bundled (in-sample)'][0][n]:11.2f}"
-              f"  {scorings['v5 unpaired, leave-one-identity-out'][0][n]:8.2f}  {paired[n]:9.2f}  {scorings['paired in point units (tried, not kept)'][0][n]:9.2f}")
-    print("            real pair                                   paired ratio")
-    for n, v in real_pairs.items():
-        print(f"            {n:42s}  {v:6.2f}  {'FLAGGED' if v > PAIRED_THRESHOLD else ''}")
+              f"  {scorings['v5 unpaired, leave-one-identity-out'][0][n]:8.2f}  {scorings['v6 unpaired, leave-one-identity-out'][0][n]:8.2f}"
+              f"  {v5_paired[0][n]:9.2f}  {paired[n]:9.2f}  {scorings['paired in point units (tried, not kept)'][0][n]:9.2f}")
+    print("            real clip / pair                      v5 unpaired  v6 unpaired  paired v5  paired v6  (v6: nan = skipped, the landmark model doubted the face)")
+    for n in reals:
+        pair = next((k for k in real_pairs if k == n), None)
+        print(f"            {n:36s}  {scorings['v5 unpaired, leave-one-identity-out'][1][n]:11.2f}  {scorings['v6 unpaired, leave-one-identity-out'][1][n]:11.2f}"
+              + (f"  {v5_paired[1][pair]:9.2f}  {real_pairs[pair]:9.2f}" if pair else ""))
+    n = "carphone_distorted vs carphone_pristine"
+    print(f"            {n:36s}  {'':11s}  {'':11s}  {v5_paired[1][n]:9.2f}  {real_pairs[n]:9.2f}")
     out: dict = {"scores": {k: v[0] for k, v in scorings.items()}, "real": {k: v[1] for k, v in scorings.items()}}
     subsets = (
         ("all", warped),
@@ -352,20 +384,23 @@ def evaluate_expression() -> dict:
     for subset, names in subsets:
         print(f"\n  [{subset}: {len(names)} clips]")
         for label, (s, r, thr) in scorings.items():
-            out[f"{label}, {subset}"] = _scores_row(label, s, r, thr, names, factor, identity, paired=label.startswith(("v4 = v5 paired", "paired in")))
+            out[f"{label}, {subset}"] = _scores_row(label, s, r, thr, names, factor, identity, paired=label.startswith(("v4 = v5 paired", "paired in", "v6 paired")))
     a, rho, _ = _ranking(astro, factor)
     print(f"\n  paired against a real clip of other content (the astronaut vs carphone, the real man driving her): "
           f"x1 {', '.join(f'{astro[n]:.2f}' for n in astro if factor[n] == 1.0)}; Spearman with factor {rho:.2f}")
     out["astronaut_vs_driver"] = astro
-    unpaired = scorings["v5 unpaired, leave-one-identity-out"][0]
-    peaks = {n: deformation_peak(v3_features[n], q) for n in warped}
+    unpaired = scorings["v6 unpaired, leave-one-identity-out"][0]
+    peaks = {n: deformation_peak(v6_sizes[n], q) for n in warped}
     out["power"] = clips_needed(unpaired, peaks, factor, own)
     out["paired_false_alarms"] = paired_false_alarms(real_pairs)
     return out
 
 
 def _ratio(features: np.ndarray, reference: np.ndarray, q: float, floor: float) -> float:
-    """:func:`paired_exaggeration` with another floor (for the point-unit variant)."""
+    """:func:`paired_exaggeration` with another floor (for the point-unit variant); NaN when
+    either clip was skipped (None)."""
+    if features is None or reference is None:
+        return float("nan")
     peak, ref = deformation_peak(features, q), deformation_peak(reference, q)
     return peak / max(ref, floor) if np.isfinite(ref) else float("nan")
 
@@ -415,11 +450,13 @@ def clips_needed(unpaired: dict, peaks: dict, factor: dict, own: dict, draws: in
 
 def paired_false_alarms(real_pairs: dict, draws: int = 200, seed: int = 0) -> dict:
     """The paired regression test on real pairs only (the same footage resized, re-timed or
-    re-encoded: no checkpoint is more exaggerated): ``{n: share of draws of n pairs called worse}``."""
+    re-encoded: no checkpoint is more exaggerated): ``{n: share of draws of n pairs called worse}``
+    (pairs with a skipped clip, NaN, are left out)."""
     rng = np.random.default_rng(seed)
-    logs = np.log2(np.array(list(real_pairs.values())))
-    out = {n: float(np.mean([_detects(rng.choice(logs, n, replace=False), rng) for _ in range(draws)])) for n in (3, 5, 9)}
-    print("  real pairs, paired test calls B worse in: " + ", ".join(f"n={n} {v:.2f}" for n, v in out.items()) + " of draws")
+    logs = np.log2(np.array([v for v in real_pairs.values() if np.isfinite(v)]))
+    out = {n: float(np.mean([_detects(rng.choice(logs, n, replace=False), rng) for _ in range(draws)]))
+           for n in (3, 5, 9) if n <= len(logs)}
+    print(f"  real pairs ({len(logs)} scored), paired test calls B worse in: " + ", ".join(f"n={n} {v:.2f}" for n, v in out.items()) + " of draws")
     return out
 
 
@@ -446,14 +483,18 @@ def evaluate_paired_demo(root: str | Path) -> dict:
     from evalkit.datasets.expression_reference import default_sources
 
     person = {"face_expression": "carphone", "face_astronaut": "carphone", "face_laugh": "woman", "face_talk": "carphone"}
-    # stored peaks are in the bundled reference's point units: the held-out quantile in the same units
-    bundled_points = ExpressionDetector()._point_scale
-    held_q99 = {who: build_from_points(default_sources(exclude=(who,)), f"without {who}", bundled_points)["features"]["deformation"]["q99"]
-                for who in set(person.values())}
+    # stored peaks (stats["deformation_peak"]) are in face sizes, as the paired mode reads them: the
+    # held-out quantile in face sizes too, so this column is the version 3/4 form of the unpaired
+    # score without the person (the point-unit form would need the clips' landmarks, not stored)
+    held_q99 = {}
+    for who in set(person.values()):
+        sources = default_sources(exclude=(who,))
+        held_q99[who] = build_from_features({n: (expression_features(pts, fps), fps) for n, (pts, fps, _) in sources.items()},
+                                            f"without {who}")["features"]["deformation"]["q99"]
     out = {}
     print(f"\nEXPRESSION paired mode on {root}: each checkpoint against {final} on the prompts tagged expression {expression_prompts}")
-    print("  checkpoint             factor   per clip: paired ratio / unpaired (bundled) / unpaired (without the person)    "
-          "found by n clips (share of subsets): paired | unpaired bundled | unpaired without the person")
+    print("  checkpoint             factor   per clip: paired ratio / unpaired (bundled) / unpaired v3 form (without the person)    "
+          "found by n clips (share of subsets): paired | unpaired bundled | unpaired v3 form without the person (above 1.25)")
     for checkpoint in view.order[:-1]:
         truth = json.loads((Path(root) / "_truth" / f"{checkpoint}.json").read_text())
         if truth[expression_prompts[0]].get("still"):
@@ -467,7 +508,7 @@ def evaluate_paired_demo(root: str | Path) -> dict:
             subsets = list(itertools.combinations(clips, n))
             found[n] = (float(np.mean([np.exp(np.mean(np.log([ratio[p] for p in sub]))) > PAIRED_THRESHOLD for sub in subsets])),
                         float(np.mean([np.mean([score[p] for p in sub]) > threshold for sub in subsets])),
-                        float(np.mean([np.mean([loio[p] for p in sub]) > threshold for sub in subsets])))
+                        float(np.mean([np.mean([loio[p] for p in sub]) > 1.25 for sub in subsets])))  # v3's threshold
         factor = truth[expression_prompts[0]]["expression_factor"]
         out[checkpoint] = {"factor": factor, "ratio": ratio, "score": score, "loio": loio, "found": found}
         print(f"  {checkpoint:22s} {factor:5.2f}   " + ", ".join(f"{ratio[p]:.2f}/{score[p]:.2f}/{loio[p]:.2f}" for p in clips)

@@ -75,6 +75,25 @@ def cached_face_track(frames: np.ndarray, key: str) -> FaceTrack:
     return track
 
 
+def cached_face_presence(frames: np.ndarray, key: str) -> np.ndarray:
+    """:func:`evalkit.landmarks.face_presence` of :func:`cached_face_track`'s faces, ``(T, F)``,
+    cached beside the mesh (``<key>-<digest>[-<backend>]-presence.npy``)."""
+    from evalkit.landmarks import backend_tag, face_presence
+
+    digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
+    tag = backend_tag(LANDMARK_BACKEND)
+    path = CACHE / f"{key}-{digest}{'-' + tag if tag else ''}-presence.npy"
+    if path.is_file():
+        return np.load(path)
+    presence = face_presence(np.ascontiguousarray(frames), cached_face_track(frames, key).pixels())
+    try:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.save(path, presence)
+    except OSError as exc:
+        log.debug("face presence cache not written: %s", exc)
+    return presence
+
+
 @lru_cache(maxsize=1)
 def carphone() -> tuple[np.ndarray, float, np.ndarray]:
     """carphone_pristine: ``(frames (120, 144, 176, 3), fps, landmarks (120, 478, 3) px)``."""

@@ -43,6 +43,15 @@ mouth opening, lip-corner stretch, brow raise, eye widening (deviations from neu
 opening and eye widening upward only, so blinks do not count) and the speeds of mouth, lips and
 brows (face sizes per second over ~0.13 s, so the window scales with fps).
 
+Version 6 drops the frames **whose face the landmark model itself doubts** before anything is
+measured: :func:`evalkit.landmarks.face_presence` runs MediaPipe's face-landmark model on the crop
+around each found mesh and reads its face-presence output; below ``min_face_presence`` (0.9;
+every frame of the real reference footage scores >= 0.997) the frame is tracker uncertainty,
+reported in ``stats`` (``tracker_uncertain_seconds``), not expression. Heavy compression can
+leave the mesh sitting, stably wrong, on a face (carphone's crf-38 re-encode: a wide-open mouth
+read as closed, which then made the neutral); no landmark-only check found that (docs/face.md),
+the model's own presence output does. The score is otherwise version 5's.
+
 Mesh reliability: measures are de-spiked (3-frame running median: a one-frame jump is no
 expression) and each frame is weighted by the mesh's continuity, the share of frames within
 ``reliability_s`` on either side in which the mesh found the face (about 0.5 on heavily
@@ -110,6 +119,11 @@ class ExpressionConfig:
     max_yaw_deg: float = 35.0
     max_pitch_deg: float = 35.0
     min_face_px: float = 5.0
+    # frames whose face the landmark model doubts (its face-presence output on the crop around the
+    # found mesh, evalkit.landmarks.face_presence) below this are tracker uncertainty, not
+    # expression (None: no check). Set from real footage only: every frame of the reference's
+    # real clips scores >= 0.997; anywhere in 0.8-0.99 gives the same results (docs/face.md).
+    min_face_presence: float | None = 0.9
     reference: str | None = None  # path of another reference json (None: the bundled one)
 
 
@@ -168,6 +182,31 @@ def _features(
         continuity = mesh_continuity(usable, fps, cfg.reliability_s)
         features, in_face_sizes = features * continuity[..., None], in_face_sizes * continuity
     return features.astype(np.float32), in_face_sizes.astype(np.float32)
+
+
+def drop_uncertain_faces(
+    points: np.ndarray, presence: np.ndarray | None, min_presence: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The landmarks without the faces the landmark model doubts.
+
+    Args:
+        points: ``(T, F, 478, 3)`` landmarks (NaN where no face).
+        presence: ``(T, F)`` :func:`evalkit.landmarks.face_presence` (None: no check).
+        min_presence: faces below it are dropped (None: no check).
+
+    Returns:
+        ``(points with NaN where dropped, uncertain (T, F) bool: a face was found but dropped)``.
+    """
+    points = np.asarray(points)
+    found = np.isfinite(points[..., 0, 0])
+    if presence is None or min_presence is None:
+        return points, np.zeros(found.shape, bool)
+    presence = np.asarray(presence)
+    if presence.shape != found.shape:
+        raise ShapeError("face presence", f"(T, F) = {found.shape}", presence.shape)
+    with np.errstate(invalid="ignore"):
+        uncertain = found & ~(presence >= min_presence)
+    return np.where(uncertain[..., None, None], np.nan, points).astype(points.dtype), uncertain
 
 
 def mesh_continuity(tracked: np.ndarray, fps: float, window_s: float = 0.5) -> np.ndarray:
@@ -409,7 +448,7 @@ class ExpressionDetector(BaseDetector):
     failure_mode: ClassVar[str] = "exaggerated expressions"
     requires: ClassVar[frozenset[str]] = frozenset({"face"})
     higher_is_worse: ClassVar[bool] = True
-    version: ClassVar[str] = "5"
+    version: ClassVar[str] = "6"
     units: ClassVar[str] = "multiples of the real-face 99th percentile"
     score_meaning: ClassVar[str] = (
         "95th percentile over frames of the whole-face deformation from the face's own neutral "
@@ -455,7 +494,7 @@ class ExpressionDetector(BaseDetector):
         stats = {**result.stats, "unpaired_score": result.score, "paired_with": {
             "path": str(reference.video.path), "content_hash": reference.video.content_hash,
             "deformation_peak": own.stats["deformation_peak"], "unpaired_score": own.score}}
-        points = face_pixels(inputs.face, f"{inputs.video.path} face", inputs.video.num_frames)
+        points, _ = self._trusted_points(inputs)
         in_face_sizes = _features(points, inputs.video.fps, self.options, None)[1]  # (T, F), as the peak
         finite = np.isfinite(in_face_sizes)
         per_frame = np.where(finite.any(axis=1), np.nanmax(np.where(finite, in_face_sizes, -np.inf), axis=1), np.nan)
@@ -464,19 +503,37 @@ class ExpressionDetector(BaseDetector):
         events = [Event(a, b, "exaggerated_vs_reference", float(np.nanmax(series[a : b + 1]))) for a, b in runs(over)]
         return DetectorResult(score=ratio, flagged=bool(ratio > PAIRED_THRESHOLD), series=series, events=events, stats=stats)
 
+    def _trusted_points(self, inputs: VideoInputs) -> tuple[np.ndarray, np.ndarray]:
+        """``(landmarks (T, F, 478, 3) px without the faces the landmark model doubts, uncertain (T, F))``
+        (:func:`drop_uncertain_faces` with :func:`evalkit.landmarks.face_presence` on the video's frames)."""
+        video = inputs.video
+        points = face_pixels(inputs.face, f"{video.path} face", video.num_frames)
+        if self.options.min_face_presence is None or not np.isfinite(points[..., 0, 0]).any():
+            return drop_uncertain_faces(points, None, None)
+        from evalkit.landmarks import face_presence
+
+        frames = video.numpy_hwc()
+        w, h = inputs.face.image_size
+        on_frames = points * np.array([frames.shape[2] / w, frames.shape[1] / h, frames.shape[2] / w], np.float32)
+        return drop_uncertain_faces(points, face_presence(frames, on_frames), self.options.min_face_presence)
+
     def score(self, inputs: VideoInputs) -> DetectorResult:
         video = inputs.video
         if inputs.face is None:
             return DetectorResult.skipped("no face landmarks were computed", video.num_frames)
-        points = face_pixels(inputs.face, f"{video.path} face", video.num_frames)
         cfg = self.options
+        points, uncertain = self._trusted_points(inputs)
+        uncertain_s = float(uncertain.any(axis=1).sum()) / video.fps
         features, in_face_sizes = _features(points, video.fps, cfg, self._point_scale)
         seen = np.isfinite(features[..., 0])
         face_s = float(seen.any(axis=1).sum()) / video.fps
         if face_s < cfg.min_face_s:
-            return DetectorResult.skipped(
-                f"expected >= {cfg.min_face_s} s of frontal face, got {face_s:.2f} s", video.num_frames
+            doubt = f" (the landmark model doubted the face in {uncertain_s:.2f} s)" if uncertain_s else ""
+            result = DetectorResult.skipped(
+                f"expected >= {cfg.min_face_s} s of frontal face, got {face_s:.2f} s{doubt}", video.num_frames
             )
+            result.stats["tracker_uncertain_seconds"] = uncertain_s
+            return result
         series, score, peaks = exaggeration(features, self._scale, cfg.peak_quantile)
         peak, calm = (deformation_peak(in_face_sizes[..., None], q) for q in (cfg.peak_quantile, 0.5))
         flagged = bool(score > cfg.threshold)
@@ -497,6 +554,8 @@ class ExpressionDetector(BaseDetector):
             "seconds_over_threshold": float(over.sum()) / video.fps,
             "mesh_continuity": float(np.nanmean(np.where(seen, mesh_continuity(seen, video.fps, cfg.reliability_s or ExpressionConfig.reliability_s), np.nan))),
             "mesh_jitter": float(np.nanmedian(jitter[seen])) if np.isfinite(jitter[seen]).any() else None,  # face sizes
+            # frames dropped because the landmark model doubted the face (min_face_presence)
+            "tracker_uncertain_seconds": uncertain_s,
             "reference": self.reference.get("name", "custom"),
             # what a paired comparison reads (paired_score): the score before the reference's scale
             "deformation_peak": peak,  # face sizes (not point units), peak_quantile over frames, max over faces

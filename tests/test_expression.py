@@ -22,6 +22,7 @@ from evalkit.detectors.expression import (
     ExpressionConfig,
     ExpressionDetector,
     deformation_peak,
+    drop_uncertain_faces,
     exaggeration,
     expression_features,
     face_deformation,
@@ -32,7 +33,7 @@ from evalkit.detectors.expression import (
     population_point_scale,
     reference_scale,
 )
-from evalkit.errors import DetectorConfigError
+from evalkit.errors import DetectorConfigError, ShapeError
 from evalkit.registry import get_detector
 
 THRESHOLD = ExpressionConfig.threshold
@@ -135,14 +136,55 @@ def distorted():
 @pytest.mark.slow
 def test_compression_jitter_is_not_expression(distorted):
     """carphone_distorted (real, heavy compression): the mesh drops the face in about half the
-    frames and its lip corners jump; version 1 flagged it at 1.85."""
+    frames and its lip corners jump; version 1 flagged it at 1.85. Since version 6 the landmark
+    model's own face presence says it doubts the face in most of the rest: skipped as tracker
+    uncertainty, not scored; without that check (version 5) it scores low and continuity says why."""
     result = _score(*distorted)
-    assert not result.flagged and result.score < 1.5
-    assert result.stats["mesh_continuity"] < 0.8
+    assert result.is_skipped and not result.flagged and "doubted the face" in result.stats["skipped"]
+    assert result.stats["tracker_uncertain_seconds"] > 1.0
+    unchecked = _score(*distorted, min_face_presence=None)
+    assert not unchecked.is_skipped and not unchecked.flagged and unchecked.score < 1.5
+    assert unchecked.stats["mesh_continuity"] < 0.8 and unchecked.stats["tracker_uncertain_seconds"] == 0.0
     frames, fps, track = distorted
     keep = np.arange(0, len(frames), 3)  # 10 fps: the mesh loses the face even more often
-    low = _score(frames[keep], fps / 3, FaceTrack(track.landmarks[keep], track.image_size))
+    low = _score(frames[keep], fps / 3, FaceTrack(track.landmarks[keep], track.image_size), min_face_presence=None)
     assert low.is_skipped or not low.flagged
+
+
+@pytest.mark.slow
+def test_a_mesh_the_landmark_model_doubts_is_not_expression():
+    """carphone_pristine re-encoded at crf 38: the mesh stays on the face but reads his wide-open
+    mouth as closed in the last second, so that becomes the neutral and every other frame looks
+    deformed (version 5: 1.48-1.56, flagged). The landmark model's face presence on those frames
+    drops below 0.5; on the pristine clip and on every real reference frame it stays >= 0.99."""
+    from evalkit.landmarks import face_presence
+
+    variants = {c["name"]: c for c in faces.real_variants() if c["name"] in ("carphone_pristine", "carphone_pristine@crf38")}
+    crf38, pristine = variants["carphone_pristine@crf38"], variants["carphone_pristine"]
+    track = faces.cached_face_track(crf38["frames"], "carphone_pristine_crf38")
+    presence = face_presence(crf38["frames"], track.pixels())
+    assert np.nanmin(presence) < 0.5 and 0.1 < np.mean(presence[:, 0] < 0.9) < 0.5
+    clean = faces.cached_face_track(pristine["frames"], "carphone_pristine")
+    assert np.nanmin(face_presence(pristine["frames"], clean.pixels())) > 0.99
+    checked = _score(crf38["frames"], crf38["fps"], track)
+    unchecked = _score(crf38["frames"], crf38["fps"], track, min_face_presence=None)
+    assert unchecked.score > 1.3 and not checked.flagged and checked.score < 1.0  # (the re-encode varies run to run)
+    assert checked.stats["tracker_uncertain_seconds"] > 0.5 and np.isnan(checked.series).sum() > np.isnan(unchecked.series).sum()
+
+
+def test_uncertain_faces_are_dropped_not_scored():
+    points = np.random.default_rng(0).random((4, 2, 478, 3)).astype(np.float32)
+    points[3, 1] = np.nan  # no face found
+    presence = np.array([[1.0, 0.2], [0.95, 0.9], [0.5, np.nan], [0.99, np.nan]], np.float32)
+    kept, uncertain = drop_uncertain_faces(points, presence, 0.9)
+    np.testing.assert_array_equal(uncertain, [[False, True], [False, False], [True, True], [False, False]])
+    np.testing.assert_array_equal(np.isnan(kept[..., 0, 0]), [[False, True], [False, False], [True, True], [False, True]])
+    np.testing.assert_array_equal(kept[0, 0], points[0, 0])
+    same, none = drop_uncertain_faces(points, None, 0.9)
+    assert same is points or np.array_equal(same, points, equal_nan=True)
+    assert not none.any()
+    with pytest.raises(ShapeError, match=r"expected shape \(T, F\)"):
+        drop_uncertain_faces(points, presence[:, :1], 0.9)
 
 
 def test_mesh_continuity_discounts_a_flickering_mesh():
