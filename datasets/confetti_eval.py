@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from evalkit._types import DetectorResult, Event, Video, VideoInputs
-from evalkit.datasets.confetti import LabelledClip, labelled_set, real_set, resolution_sweep
+from evalkit.datasets.confetti import SWEEP_HEIGHTS, LabelledClip, labelled_set, real_set, resolution_sweep
 from evalkit.detectors.confetti import ConfettiDetector, series_events
 from evalkit.detectors.temporal_flickering import TemporalFlickeringDetector
 
@@ -193,11 +194,11 @@ def validate_real(split: str, detector: ConfettiDetector | None = None, length: 
     return RealReport(split, report, rows, by_kind)
 
 
-def sweep_table(detector: ConfettiDetector | None = None) -> str:
-    """The resolution sweep of the docs: 1-3 px specks at 144p, 360p, 720p and 1080p."""
+def sweep_table(detector: ConfettiDetector | None = None, heights: Sequence[int] = SWEEP_HEIGHTS) -> str:
+    """The resolution sweep of the docs: 1-3 px specks at 144p, 360p, 720p and 1080p (``heights``)."""
     detector = detector or ConfettiDetector()
     lines = ["| size | clean score | clean events | specks score | specks events | burst |", "|---|---|---|---|---|---|"]
-    for clean, specks in resolution_sweep():
+    for clean, specks in resolution_sweep(heights):
         a, b = detector.score(clip_inputs(clean)), detector.score(clip_inputs(specks))
         ev = lambda r: ", ".join(f"{e.start}-{e.end}" for e in r.events) or "none"  # noqa: E731
         size = f"{specks.frames.shape[2]}x{specks.frames.shape[1]}"
@@ -212,13 +213,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-frames", type=int, default=None, help="cap frames per clip")
     parser.add_argument("--real", choices=("tune", "report", "both"), help="only the real-footage HD set (issue #18)")
     parser.add_argument("--sweep", action="store_true", help="only the resolution sweep")
+    parser.add_argument("--sweep-heights", type=int, nargs="+", default=list(SWEEP_HEIGHTS),
+                        help="frame heights of the sweep (e.g. add 2160; its frames take about 25 MB each)")
     parser.add_argument("--real-seed", type=int, default=None, help="another sample of the real set's sources and kinds")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     began = time.perf_counter()
     if args.sweep or args.real:
         if args.sweep:
-            print(sweep_table())
+            print(sweep_table(heights=args.sweep_heights))
+            print(f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB")
         for split in ("tune", "report") if args.real == "both" else (args.real,) if args.real else ():
             print(validate_real(split, seed=args.real_seed).summary())
         print(f"took {time.perf_counter() - began:.0f} s")
