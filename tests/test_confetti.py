@@ -524,3 +524,23 @@ def test_runner_decodes_once_and_gives_each_detector_its_size(tmp_path, monkeypa
     assert outcomes["confetti"].result.stats["frame_size"] == [1280, 720]
     assert torch.equal(seen["frames"], decode_video(path, DecodeOptions()).frames)  # what it got before
     assert seen["frames"].shape[-1] == 512
+
+
+def test_version_harness_pairs_and_history():
+    """``confetti_versions``: misordered pairs count ties as half; the earlier detector is read from
+    git history and scores what the current one scores on a clean static clip (0)."""
+    import subprocess
+
+    from evalkit.datasets.confetti import LabelledClip
+    from evalkit.datasets.confetti_versions import REPO, detector_at, misordered_pairs
+
+    frames = np.zeros((4, 8, 8, 3), np.uint8)
+    clips = [LabelledClip(n, frames, 25.0, p, "x") for n, p in (("a", True), ("b", True), ("c", False), ("d", False))]
+    assert misordered_pairs(clips, [0.9, 0.2, 0.2, 0.5]) == 1.5  # 0.2 < 0.5, and a tie with 0.2
+    known = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", "2204693^{commit}"], capture_output=True)
+    if known.returncode != 0:
+        pytest.skip("no git history with version 2 (2204693) in this checkout")
+    old = detector_at("2204693").ConfettiDetector()
+    assert old.version == "2" and ConfettiDetector().version != "2"
+    static = np.repeat(np.random.default_rng(0).integers(0, 255, (1, 64, 96, 3), dtype=np.uint8), 6, 0)
+    assert old.score(_inputs(static, 25.0)).score == 0.0
