@@ -1,6 +1,6 @@
 """The confetti detector against an earlier version of itself, on fresh samples of the eval split.
 
-    python -m evalkit.datasets.confetti_versions --against 2204693 --seeds 11 12 13
+    python -m evalkit.datasets.confetti_versions --against 2204693 [COMMIT ...] --seeds 11 12 13
 
 The eval split's published numbers come from one sample (seed 161803, 34 clips, 285
 positive-negative pairs), where one pair moves the ROC-AUC by 0.0035. This harness draws more
@@ -77,15 +77,20 @@ def misordered_pairs(clips: Sequence[LabelledClip], scores: Sequence[float]) -> 
     return float((pos[:, None] < neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
 
 
-def compare(seeds: Sequence[int], against: str, per_source: int, clip_s: float) -> list[tuple[int, str, Report, float, int]]:
-    """Rows ``(seed, version, report, misordered pairs, pairs)`` for both detectors on each seed's sample."""
-    old = detector_at(against).ConfettiDetector()
-    new = ConfettiDetector()
+def compare(
+    seeds: Sequence[int], against: Sequence[str], per_source: int, clip_s: float
+) -> list[tuple[int, str, Report, float, int]]:
+    """Rows ``(seed, version, report, misordered pairs, pairs)`` for the current detector and the
+    one at each commit of ``against``, on each seed's sample."""
+    detectors = [(f"v{ConfettiDetector.version}", ConfettiDetector())]
+    for commit in against:
+        old = detector_at(commit).ConfettiDetector()
+        detectors.append((f"v{old.version} ({commit})", old))
     rows = []
     for seed in seeds:
         clips = labelled_set("eval", clip_s=clip_s, per_source=per_source, seed=seed)
         pairs = sum(c.positive for c in clips) * sum(not c.positive for c in clips)
-        for label, detector in ((f"v{new.version}", new), (f"v{old.version} ({against})", old)):
+        for label, detector in detectors:
             results = detector.score_batch([clip_inputs(c) for c in clips])
             rows.append((seed, label, confetti_report(clips, results), misordered_pairs(clips, [r.score for r in results]), pairs))
     return rows
@@ -93,7 +98,7 @@ def compare(seeds: Sequence[int], against: str, per_source: int, clip_s: float) 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--against", default="2204693", help="git commit of the earlier detector (default: version 2's)")
+    parser.add_argument("--against", nargs="+", default=["2204693"], help="git commits of earlier detectors (default: version 2's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[161803], help="eval-split samples (161803: the published one)")
     parser.add_argument("--per-source", type=int, default=3)
     parser.add_argument("--clip-s", type=float, default=1.6)
@@ -103,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     totals: dict[str, list[float]] = {}
     for seed, label, report, bad, pairs in rows:
         print(f"seed {seed:>9d} {label:18s} misordered {bad:4.1f}/{pairs} {report.row()}", flush=True)
+        print(f"          FPR by negative kind: {report.fpr_by_kind}", flush=True)
         t = totals.setdefault(label, [0.0, 0, 0.0, 0.0])
         t[0] += bad
         t[1] += pairs

@@ -13,7 +13,10 @@ detector looks for it locally:
    its contrast (the detector asks the runner for frames up to 3840 px: ``max_side``).
 2. Motion is compensated in both directions (t -> t+1, t+1 -> t) by block matching on 16-pixel
    blocks, searched at quarter and half resolution only (vectors exact to 2 pixels); the
-   search radius is a speed in frame heights per second, divided by fps.
+   search radius is a speed in frame heights per second, divided by fps. The fine-speck planes
+   (version 5) move by those vectors refined by +-1 pixel on 8-pixel blocks of the full-resolution
+   luma: real detail of a fast, deforming object (a wheel's spokes, fur) then finds itself in the
+   neighbour frame, where a 16-pixel block's vector, exact to 2 pixels, missed it by a cell.
 3. A pixel is *incoherent* by how far its value lies outside the 3x3 range of the
    motion-compensated neighbour frame, taking the best of the vectors of its own block and the
    two neighbouring blocks nearest to it, per plane. A frame counts as incoherent against both
@@ -45,10 +48,11 @@ from evalkit._types import DetectorResult, VideoBatch, VideoInputs
 from evalkit.detector import BaseDetector
 from evalkit.detectors._config import with_options
 from evalkit.detectors.blockmotion import (
-    PatchSampler, diagonal_max, diagonal_min, dilate, erode, from_blocks, halve, max_vector, motion_vectors, pyramid, to_blocks,
+    PatchSampler, block_search, diagonal_max, diagonal_min, dilate, erode, from_blocks, halve, max_vector, motion_vectors,
+    pyramid, to_blocks,
 )
 from evalkit.detectors._events import series_events
-from evalkit.errors import ShapeError
+from evalkit.errors import DetectorConfigError, ShapeError
 
 if TYPE_CHECKING:
     import torch
@@ -90,6 +94,7 @@ class ConfettiConfig:
     # cell's area: a 1-pixel speck of a 1080p frame is 1/70 of a 128-px working pixel)
     fine_specks: bool = True
     fine_contrast: float = 0.2  # smallest excess of a fine-speck plane that counts (its min_contrast; chosen on the tune split)
+    fine_block: int = 8  # the fine planes' motion: the luma's vectors refined by +-1 pixel on blocks this wide (16: unrefined)
     # a speck is small detail that makes up at least this share of the unexplained contrast
     # under it: a real object that moves too fast to compensate or deforms (a thrown ball,
     # animated letters) is wider than a speck, and the top-hat leaves only a small tip of it
@@ -404,7 +409,7 @@ def confetti_maps(
         config: the detector's options (None: the defaults of :class:`ConfettiConfig`); this
             reads ``work_short_side``, ``max_speed``, ``min_speed``, ``min_contrast``,
             ``noise_factor``, ``colour``, ``max_spot_size``, ``min_small_share``, ``moving_only``,
-            ``fine_specks``, ``fine_contrast`` and ``chunk``.
+            ``fine_specks``, ``fine_contrast``, ``fine_block`` and ``chunk``.
         cut_ratio, cut_level: a pair of frames whose median compensated luma difference exceeds
             both ``cut_ratio`` times the video's median and ``cut_level`` is a scene cut: frames
             on either side of it are not each other's neighbours.
@@ -453,7 +458,10 @@ def confetti_maps(
     chroma = torch.cat(chroma, 1).flatten(0, 1) if colour else None
     ranges_c = range_sampler(chroma, BLOCK // 2, pad // 2) if colour else None
     specks = torch.cat(specks, 1).flatten(0, 1) if fine else None
-    ranges_f = range_sampler(specks, BLOCK, pad) if fine else None
+    fb = cfg.fine_block
+    if fb not in (4, 8, BLOCK):
+        raise DetectorConfigError(f"confetti: expected fine_block 4, 8 or {BLOCK}, got {fb!r}")
+    ranges_f = range_sampler(specks, fb, pad + 2) if fine else None
     first = (torch.arange(b, device=device) * t).view(b, 1)
     step = torch.arange(t - 1, device=device).view(1, -1)
     # forward pairs (t -> t+1), then backward (t+1 -> t), per video
@@ -469,7 +477,13 @@ def confetti_maps(
             res_c.append(res2)
             sig = torch.cat([sig, sig2], 1)
         if fine:  # the fine-speck planes live on the working grid: the luma's vectors
-            res3, sig3, _ = directional_residual(specks[r], ranges_f, vec, BLOCK, g)
+            fvec = vec
+            if fb != BLOCK:  # each block's vector refined by +-1 pixel on fb-wide blocks of the full-resolution luma
+                k = BLOCK // fb
+                init = vec.view(*vec.shape[:2], size[0] // BLOCK, size[1] // BLOCK)
+                init = init.repeat_interleave(k, -2).repeat_interleave(k, -1).flatten(2)
+                fvec, _ = block_search(luma[r], luma[g], fb, init, 1, 1, 0.004, pad=pad)
+            res3, sig3, _ = directional_residual(specks[r], ranges_f, fvec, fb, g)
             res_f.append(res3)
             sig = torch.cat([sig, sig3], 1)
         res_y.append(res)
@@ -553,7 +567,7 @@ class ConfettiDetector(BaseDetector):
     failure_mode = "confetti"
     requires = frozenset({"frames"})
     higher_is_worse = True
-    version = "4"
+    version = "5"
     # 1-3 pixel specks of HD frames vanish at the run's default 512 px: frames come at their
     # delivered size, up to 2160p (memory: T x H x W x 3 bytes per clip, processed in chunks)
     max_side = 3840

@@ -53,7 +53,7 @@ def test_config_hash_changes_with_options_only():
 RELEASED_DEFAULT_HASHES = {
     "alignment": "63730c5de40bbc95",  # before its model is resolved: an instance keys by the model's path
     "blink": "f337b52778d4bb41",
-    "confetti": "56aaf65550ebe00a",  # version 4 (#18): min_small_share
+    "confetti": "7c3f4db75ade824b",  # version 5 (#18): fine_block
     "expression": "f7bc7c5e651b7e7d",  # version 6 (#22): min_face_presence 0.9 (faces the landmark model doubts are dropped)
     "framediff": "a24e66ac9b66d0c4",
     "motion": "6a35e256e270e559",  # version 11 (#19): two_model_rule, support_full(_second), agree_within, disagree_at
