@@ -62,7 +62,8 @@ def detector_at(commit: str) -> ModuleType:
         path = out / f"{name}{tag}.py"
         path.write_text(sources[name])
         spec = importlib.util.spec_from_file_location(f"{name}{tag}", path)
-        assert spec is not None and spec.loader is not None
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"confetti_versions: cannot load {path} (detectors/{name}.py at {commit})")
         modules[name] = importlib.util.module_from_spec(spec)
         sys.modules[f"{name}{tag}"] = modules[name]
         spec.loader.exec_module(modules[name])

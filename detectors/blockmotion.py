@@ -163,9 +163,13 @@ def pyramid(luma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return half, halve(half)
 
 
+# block cost per working-grid pixel of vector length: flat or noisy blocks keep short vectors
+ZERO_BIAS = 0.004
+
+
 def motion_vectors(
     ref: tuple[torch.Tensor, torch.Tensor], tgt: tuple[torch.Tensor, torch.Tensor], radius: int, block: int,
-    zero_bias: float = 0.004,
+    zero_bias: float = ZERO_BIAS,
 ) -> torch.Tensor:
     """Coarse-to-fine block motion from ``ref`` to ``tgt``, both given as :func:`pyramid` levels
     of ``(N, 1, h, w)`` luma (computed once per frame, though every frame is in two pairs).

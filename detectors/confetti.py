@@ -48,7 +48,7 @@ from evalkit._types import DetectorResult, VideoBatch, VideoInputs
 from evalkit.detector import BaseDetector
 from evalkit.detectors._config import with_options
 from evalkit.detectors.blockmotion import (
-    PatchSampler, block_search, diagonal_max, diagonal_min, dilate, erode, from_blocks, halve, max_vector, motion_vectors,
+    ZERO_BIAS, PatchSampler, block_search, diagonal_max, diagonal_min, dilate, erode, from_blocks, halve, max_vector, motion_vectors,
     pyramid, to_blocks,
 )
 from evalkit.detectors._events import series_events
@@ -461,7 +461,7 @@ def confetti_maps(
     fb = cfg.fine_block
     if fb not in (4, 8, BLOCK):
         raise DetectorConfigError(f"confetti: expected fine_block 4, 8 or {BLOCK}, got {fb!r}")
-    ranges_f = range_sampler(specks, fb, pad + 2) if fine else None
+    ranges_f = range_sampler(specks, fb, pad + 1) if fine else None  # refined vectors reach pad + 1
     first = (torch.arange(b, device=device) * t).view(b, 1)
     step = torch.arange(t - 1, device=device).view(1, -1)
     # forward pairs (t -> t+1), then backward (t+1 -> t), per video
@@ -482,7 +482,7 @@ def confetti_maps(
                 k = BLOCK // fb
                 init = vec.view(*vec.shape[:2], size[0] // BLOCK, size[1] // BLOCK)
                 init = init.repeat_interleave(k, -2).repeat_interleave(k, -1).flatten(2)
-                fvec, _ = block_search(luma[r], luma[g], fb, init, 1, 1, 0.004, pad=pad)
+                fvec, _ = block_search(luma[r], luma[g], fb, init, 1, 1, ZERO_BIAS, pad=pad)
             res3, sig3, _ = directional_residual(specks[r], ranges_f, fvec, fb, g)
             res_f.append(res3)
             sig = torch.cat([sig, sig3], 1)

@@ -483,7 +483,7 @@ class ExpressionDetector(BaseDetector):
         The result depends on the reference, so ``stats["paired_with"]`` names it (path and content
         hash): store it only under a key that holds both. ``evalkit run`` stores unpaired results
         and pairs them from their ``stats`` (:meth:`paired_score`)."""
-        result = self.score(inputs)
+        result, in_face_sizes = self._score(inputs)
         if result.is_skipped:
             return result
         own = self.score(reference)
@@ -494,8 +494,6 @@ class ExpressionDetector(BaseDetector):
         stats = {**result.stats, "unpaired_score": result.score, "paired_with": {
             "path": str(reference.video.path), "content_hash": reference.video.content_hash,
             "deformation_peak": own.stats["deformation_peak"], "unpaired_score": own.score}}
-        points, _ = self._trusted_points(inputs)
-        in_face_sizes = _features(points, inputs.video.fps, self.options, None)[1]  # (T, F), as the peak
         finite = np.isfinite(in_face_sizes)
         per_frame = np.where(finite.any(axis=1), np.nanmax(np.where(finite, in_face_sizes, -np.inf), axis=1), np.nan)
         series = (per_frame / ref_peak).astype(np.float32)
@@ -518,9 +516,15 @@ class ExpressionDetector(BaseDetector):
         return drop_uncertain_faces(points, face_presence(frames, on_frames), self.options.min_face_presence)
 
     def score(self, inputs: VideoInputs) -> DetectorResult:
+        return self._score(inputs)[0]
+
+    def _score(self, inputs: VideoInputs) -> tuple[DetectorResult, np.ndarray | None]:
+        """The unpaired result and the deformation in face sizes ``(T, F)`` it was computed from
+        (None where skipped early), which :meth:`score_paired` reads: the presence check and the
+        features run once per clip."""
         video = inputs.video
         if inputs.face is None:
-            return DetectorResult.skipped("no face landmarks were computed", video.num_frames)
+            return DetectorResult.skipped("no face landmarks were computed", video.num_frames), None
         cfg = self.options
         points, uncertain = self._trusted_points(inputs)
         uncertain_s = float(uncertain.any(axis=1).sum()) / video.fps
@@ -533,7 +537,7 @@ class ExpressionDetector(BaseDetector):
                 f"expected >= {cfg.min_face_s} s of frontal face, got {face_s:.2f} s{doubt}", video.num_frames
             )
             result.stats["tracker_uncertain_seconds"] = uncertain_s
-            return result
+            return result, in_face_sizes
         series, score, peaks = exaggeration(features, self._scale, cfg.peak_quantile)
         peak, calm = (deformation_peak(in_face_sizes[..., None], q) for q in (cfg.peak_quantile, 0.5))
         flagged = bool(score > cfg.threshold)
@@ -561,4 +565,4 @@ class ExpressionDetector(BaseDetector):
             "deformation_peak": peak,  # face sizes (not point units), peak_quantile over frames, max over faces
             "deformation_median": calm,
         }
-        return DetectorResult(score=score, flagged=flagged, series=series, events=events, stats=stats)
+        return DetectorResult(score=score, flagged=flagged, series=series, events=events, stats=stats), in_face_sizes

@@ -1086,19 +1086,12 @@ class MotionDetector(BaseDetector):
         return DetectorResult(score=score, flagged=score >= threshold, series=series, events=events, stats=stats)
 
 
-def second_pose_track(frames, model: str) -> PoseTrack:
-    """The second model's track of a video's frames ``(T, 3, H, W)`` uint8 (:class:`evalkit.Video`'s
-    layout): ``model`` is ``"movenet-lightning"`` or ``"movenet-thunder"``."""
-    return second_pose_tracks(frames, model, None)[1]
-
-
-def second_pose_tracks(frames, model: str, fps: float | None, device=None) -> tuple[PoseTrack | None, PoseTrack]:
+def second_pose_tracks(frames, model: str, fps: float, device=None) -> tuple[PoseTrack | None, PoseTrack]:
     """MoveNet (``model``: ``"movenet-lightning"`` or ``"movenet-thunder"``) run once over a video's
     frames ``(T, 3, H, W)`` uint8 (:class:`evalkit.Video`'s layout), and what its keypoints give:
     ``(crops, second)``. ``second`` is MoveNet's own track. ``crops`` is MediaPipe's pose run on
     crops around the person MoveNet found (:func:`evalkit.movenet.pose_on_person_crops`) where that
-    person is small (a wide shot, where MediaPipe's own detector finds nobody); None otherwise, or
-    when ``fps`` is None."""
+    person is small (a wide shot, where MediaPipe's own detector finds nobody); None otherwise."""
     from evalkit.movenet import movenet_keypoints, movenet_pose_track, pose_on_person_crops
 
     family, _, variant = model.partition("-")
@@ -1109,7 +1102,7 @@ def second_pose_tracks(frames, model: str, fps: float | None, device=None) -> tu
     hwc = torch.as_tensor(frames).permute(0, 2, 3, 1).contiguous().cpu().numpy()
     keypoints = movenet_keypoints(hwc, variant, None if device is None else str(device))
     second = movenet_pose_track(hwc, variant, keypoints=keypoints)
-    crops = None if fps is None else pose_on_person_crops(hwc, keypoints, fps=float(fps))
+    crops = pose_on_person_crops(hwc, keypoints, fps=float(fps))
     return crops, second
 
 

@@ -903,9 +903,9 @@ def test_weighted_checks_scale_by_the_others_evidence_and_agreement():
 
 def test_second_model_option_is_checked():
     with pytest.raises(ValueError, match="movenet-lightning"):
-        from evalkit.detectors.motion import second_pose_track
+        from evalkit.detectors.motion import second_pose_tracks
 
-        second_pose_track(torch.zeros((2, 3, 8, 8), dtype=torch.uint8), "openpose")
+        second_pose_tracks(torch.zeros((2, 3, 8, 8), dtype=torch.uint8), "openpose", 8.0)
 
 
 @pytest.fixture(scope="module")
