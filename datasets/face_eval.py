@@ -202,6 +202,40 @@ def _ranking(scores: dict, factor: dict, identity: dict | None = None) -> tuple[
     return a, rho, within
 
 
+def segment_of(name: str) -> str:
+    """The real segment a warped clip was made from: ``"woman1_x1.5"`` -> ``"woman1"``."""
+    return name.rsplit("_x", 1)[0]
+
+
+def auc_interval(scores: dict, factor: dict, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap interval of the pooled AUC of factor > 1 vs 1, resampling whole segments
+    (each drawn segment brings its factor-1 clip and its warps): how far the AUC of so few
+    segments can move by which segments happened to be filmed. Skipped clips (NaN) are left out."""
+    by_segment: dict[str, dict[float, float]] = {}
+    for n, v in scores.items():
+        if np.isfinite(v):
+            by_segment.setdefault(segment_of(n), {})[factor[n]] = v
+    segments = sorted(by_segment)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(draws):
+        drawn = [by_segment[g] for g in rng.choice(segments, len(segments))]
+        neg = [s[1.0] for s in drawn if 1.0 in s]
+        pos = [v for s in drawn for f, v in s.items() if f > 1.0]
+        if neg and pos:
+            values.append(auc(neg, pos))
+    return float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))
+
+
+def linear_response_auc(scores: dict, factor: dict) -> float:
+    """The pooled AUC if every warped clip scored exactly its factor times its segment's factor-1
+    score: what the real spread between segments alone allows a score of the deformation's size.
+    Below the measured AUC, the score grows faster than the warp; above it, the score falls
+    short of the warp (the mesh under-reads large warps, or the clip's neutral moves)."""
+    base = {segment_of(n): v for n, v in scores.items() if factor[n] == 1.0 and np.isfinite(v)}
+    return auc(list(base.values()), [v * f for v in base.values() for f in sorted({*factor.values()} - {1.0})])
+
+
 def mouth_opening(points: np.ndarray) -> np.ndarray:
     """The naive baseline's per-frame measure: inner-lip opening over face size (frontal faces
     only), ``(T, F, 478, 3)`` px -> ``(T, F)``, NaN where no frontal face."""
@@ -229,18 +263,23 @@ def _scores_row(label: str, s: dict, r: dict, threshold: float, names: list, fac
     exactly, which would make it trivial); within identity, each exaggerated clip is compared
     with its own segment's factor-1 pair."""
     a, rho, within = _ranking({n: s[n] for n in names}, factor, identity)
+    spread = ""
+    interval, linear = (float("nan"), float("nan")), float("nan")
     if paired:
         a = auc([v for v in r.values() if np.isfinite(v)], [s[n] for n in names if factor[n] > 1.0])
+    else:
+        interval, linear = auc_interval({n: s[n] for n in names}, factor), linear_response_auc({n: s[n] for n in names}, factor)
+        spread = f" [{interval[0]:.2f}, {interval[1]:.2f}] if linear {linear:.3f}"
     flags = {f: float(np.mean([s[n] > threshold for n in names if factor[n] == f])) for f in faces.FACTORS}
     variants = [n for n in r if "whole clip" not in n]
     fpr = float(np.mean([r[n] > threshold for n in variants]))  # a skipped clip (NaN) is not flagged
     skipped = sum(not np.isfinite(r[n]) for n in variants)
     whole = {n.split(" ")[0]: r[n] for n in r if "whole clip" in n}
-    print(f"  {label:44s} AUC {a:.3f}  within {within:.3f}  Spearman {rho:5.2f}  real flagged {fpr:4.2f} "
+    print(f"  {label:44s} AUC {a:.3f}{spread}  within {within:.3f}  Spearman {rho:5.2f}  real flagged {fpr:4.2f} "
           f"(max {np.nanmax([r[n] for n in variants]):.2f}{f', {skipped} skipped' if skipped else ''})  "
           + "  ".join(f"{k} {v:.2f}" for k, v in whole.items())
           + "  flagged at x" + "/".join(f"{k:g}" for k in flags) + ": " + "/".join(f"{100 * v:.0f}" for v in flags.values()) + " %")
-    return {"auc": a, "spearman": rho, "within_identity_auc": within, "real_fpr": fpr, "real_skipped": skipped,
+    return {"auc": a, "auc_interval": interval, "auc_if_linear": linear, "spearman": rho, "within_identity_auc": within, "real_fpr": fpr, "real_skipped": skipped,
             "flagged_by_factor": flags, **{f"{k}_whole": v for k, v in whole.items()}}
 
 

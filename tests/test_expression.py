@@ -13,7 +13,7 @@ from evalkit._types import FaceTrack
 from evalkit.datasets import faces
 from evalkit.datasets.expression_reference import build_from_points
 from evalkit.aggregate import find_regressions, paired_comparisons
-from evalkit.datasets.face_eval import auc, inputs_for, mouth_opening, naive_score
+from evalkit.datasets.face_eval import auc, auc_interval, inputs_for, linear_response_auc, mouth_opening, naive_score
 from evalkit.datasets.footage import load_clip
 from evalkit.detectors.expression import (
     FEATURES,
@@ -358,6 +358,21 @@ def test_naive_baseline_is_the_max_mouth_opening(identities):
     opening = mouth_opening(points[:, None])
     assert opening.shape == (len(points), 1) and 0.5 < np.nanmax(opening) < 2.0  # his mouth opens wide
     assert naive_score(opening, float(np.nanmax(opening))) == pytest.approx(1.0)
+
+
+def test_validation_reports_its_spread_and_the_warp_response():
+    # two segments, factor-1 scores 1 and 2; warps by 1.5 and 3
+    factor = {"a_x1.0": 1.0, "a_x1.5": 1.5, "a_x3.0": 3.0, "b_x1.0": 1.0, "b_x1.5": 1.5, "b_x3.0": 3.0}
+    measured = {"a_x1.0": 1.0, "a_x1.5": 1.2, "a_x3.0": 1.5, "b_x1.0": 2.0, "b_x1.5": 2.5, "b_x3.0": 2.4}
+    # exactly linear: positives 1.5, 3, 3, 6 against negatives 1, 2 -> 7 of 8 pairs in order
+    assert linear_response_auc(measured, factor) == pytest.approx(7 / 8)
+    assert auc([1.0, 2.0], [1.2, 1.5, 2.5, 2.4]) == pytest.approx(6 / 8)  # what the sub-linear scores give
+    # resampling whole segments: a draw of "a" twice or "b" twice orders every pair, one of each 6 of 8
+    assert auc_interval(measured, factor, draws=400) == (pytest.approx(6 / 8), 1.0)
+    separated = {n: v * (10 if factor[n] > 1 else 1) for n, v in measured.items()}
+    assert auc_interval(separated, factor, draws=50) == (1.0, 1.0)
+    measured["b_x3.0"] = float("nan")  # a skipped clip leaves its segment's other clips in
+    assert np.isfinite(auc_interval(measured, factor, draws=50)).all()
 
 
 def _results(peaks: dict[str, list[float]], scale: float = 0.1) -> pd.DataFrame:
