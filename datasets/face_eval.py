@@ -286,8 +286,12 @@ def evaluate_expression() -> dict:
     the astronaut animated by carphone's halves, warped by 1, 1.5, 2 and 3, each scored against
     a reference built from the factor-1 clips of the OTHER real identities only (the
     astronaut's against woman + single_face: its motion is carphone's): the reference's
-    ``point_scale`` as well as its quantiles. Four scorings of the same clips with the same
-    references, side by side:
+    ``point_scale`` as well as its quantiles. Versions 6 and 7 drop the faces the landmark model
+    doubts; version 7 measures on the face landmarker's mesh
+    (:func:`evalkit.landmarks.landmarker_mesh`), each fold's reference built on it too. Every
+    unpaired row also shows a bootstrap interval over segments (:func:`auc_interval`) and the
+    AUC if the score followed the warp exactly (:func:`linear_response_auc`). Scorings of the
+    same clips with the same references, side by side:
 
     - naive: the clip's maximum mouth opening / face size over the reference's 99th percentile;
     - version 3 (= version 4 unpaired): the peak whole-face deformation in face sizes over the reference's;
