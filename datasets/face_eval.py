@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -347,27 +348,26 @@ def evaluate_expression() -> dict:
                       for who, h in held.items()}
     loio_features = {n: expression_features(points[n], fps[n], point_scale=np.array(held_reference[who_of[n]]["point_scale"]))
                      for n in points}
-    # version 6: the same after dropping the faces the landmark model doubts (None: the clip is
-    # skipped, under min_face_s of trusted frontal face, as the detector skips it)
-    trusted = {n: drop_uncertain_faces(points[n], presence[n], detector.options.min_face_presence)[0] for n in points}
-    v6_reference = {who: build_from_points({n: (trusted[n], fps[n], identity[n]) for n in reference_clips(*h)}, "held out")
-                    for who, h in held.items()}
+    # versions 6 and 7: the same after dropping the faces the landmark model doubts (None: the
+    # clip is skipped, under min_face_s of trusted frontal face, as the detector skips it);
+    # version 7 on the face landmarker's mesh (what the detector now measures on)
 
-    def v6_features(n: str, point_scale: np.ndarray | None) -> np.ndarray | None:
-        f = expression_features(trusted[n], fps[n], point_scale=point_scale)
-        return f if np.isfinite(f[..., 0]).any(axis=1).sum() / fps[n] >= detector.options.min_face_s else None
+    def checked(meshes: dict) -> tuple[dict, Callable[[str, np.ndarray | None], np.ndarray | None]]:
+        """Each fold's reference and the features of a clip, on ``meshes`` after the presence check."""
+        trusted = {n: drop_uncertain_faces(meshes[n], presence[n], detector.options.min_face_presence)[0] for n in points}
+        references = {who: build_from_points({n: (trusted[n], fps[n], identity[n]) for n in reference_clips(*h)}, "held out")
+                      for who, h in held.items()}
 
+        def features_of(n: str, point_scale: np.ndarray | None) -> np.ndarray | None:
+            f = expression_features(trusted[n], fps[n], point_scale=point_scale)
+            return f if np.isfinite(f[..., 0]).any(axis=1).sum() / fps[n] >= detector.options.min_face_s else None
+
+        return references, features_of
+
+    v6_reference, v6_features = checked(points)
     v6_loio = {n: v6_features(n, np.array(v6_reference[who_of[n]]["point_scale"])) for n in points}
     v6_sizes = {n: v6_features(n, None) for n in points}
-    # version 7: version 6 on the face landmarker's mesh (what the detector now measures on)
-    trusted7 = {n: drop_uncertain_faces(landmarker[n], presence[n], detector.options.min_face_presence)[0] for n in points}
-    v7_reference = {who: build_from_points({n: (trusted7[n], fps[n], identity[n]) for n in reference_clips(*h)}, "held out")
-                    for who, h in held.items()}
-
-    def v7_features(n: str, point_scale: np.ndarray | None) -> np.ndarray | None:
-        f = expression_features(trusted7[n], fps[n], point_scale=point_scale)
-        return f if np.isfinite(f[..., 0]).any(axis=1).sum() / fps[n] >= detector.options.min_face_s else None
-
+    v7_reference, v7_features = checked(landmarker)
     v7_loio = {n: v7_features(n, np.array(v7_reference[who_of[n]]["point_scale"])) for n in points}
     v7_bundled = {n: v7_features(n, detector._point_scale) for n in points}
     v7_sizes = {n: v7_features(n, None) for n in points}

@@ -54,64 +54,54 @@ def mesh_points(frames: np.ndarray, key: str) -> np.ndarray:
 LANDMARK_BACKEND = "mediapipe"
 
 
+def _cached(frames: np.ndarray, key: str, suffix: str, compute) -> np.ndarray:
+    """``compute()`` (an array) cached under ``.cache/faces/<key>-<digest>[-<backend>]<suffix>.npy``,
+    the digest of the frames' bytes (rebuilt when missing; not written on a read-only checkout)."""
+    from evalkit.landmarks import backend_tag
+
+    digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
+    tag = backend_tag(LANDMARK_BACKEND)
+    path = CACHE / f"{key}-{digest}{'-' + tag if tag else ''}{suffix}.npy"
+    if path.is_file():
+        return np.load(path)
+    value = compute()
+    try:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.save(path, value)
+    except OSError as exc:  # a read-only checkout: just recompute next time
+        log.debug("face cache %s not written: %s", path.name, exc)
+    return value
+
+
 def cached_face_track(frames: np.ndarray, key: str) -> FaceTrack:
     """:func:`evalkit.landmarks.extract_face` (the runner's settings, :data:`LANDMARK_BACKEND`)
     over ``(T, H, W, 3)`` frames, cached under ``.cache/faces/`` by ``key`` and the frames' bytes
     (rebuilt when missing)."""
-    from evalkit.landmarks import LandmarkOptions, backend_tag, extract_face
+    from evalkit.landmarks import LandmarkOptions, extract_face
 
     h, w = frames.shape[1:3]
-    digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
-    tag = backend_tag(LANDMARK_BACKEND)
-    path = CACHE / f"{key}-{digest}{'-' + tag if tag else ''}.npy"
-    if path.is_file():
-        return FaceTrack(np.load(path), (w, h))
-    track = extract_face(np.ascontiguousarray(frames), LandmarkOptions(backend=LANDMARK_BACKEND))
-    try:
-        CACHE.mkdir(parents=True, exist_ok=True)
-        np.save(path, track.landmarks)
-    except OSError as exc:  # a read-only checkout: just recompute next time
-        log.debug("face cache not written: %s", exc)
-    return track
+    landmarks = _cached(frames, key, "", lambda: extract_face(
+        np.ascontiguousarray(frames), LandmarkOptions(backend=LANDMARK_BACKEND)).landmarks)
+    return FaceTrack(landmarks, (w, h))
 
 
 def cached_face_presence(frames: np.ndarray, key: str) -> np.ndarray:
     """:func:`evalkit.landmarks.face_presence` of :func:`cached_face_track`'s faces, ``(T, F)``,
     cached beside the mesh (``<key>-<digest>[-<backend>]-presence.npy``)."""
-    from evalkit.landmarks import backend_tag, face_presence
+    from evalkit.landmarks import face_presence
 
-    digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
-    tag = backend_tag(LANDMARK_BACKEND)
-    path = CACHE / f"{key}-{digest}{'-' + tag if tag else ''}-presence.npy"
-    if path.is_file():
-        return np.load(path)
-    presence = face_presence(np.ascontiguousarray(frames), cached_face_track(frames, key).pixels())
-    try:
-        CACHE.mkdir(parents=True, exist_ok=True)
-        np.save(path, presence)
-    except OSError as exc:
-        log.debug("face presence cache not written: %s", exc)
-    return presence
+    return _cached(frames, key, "-presence", lambda: face_presence(
+        np.ascontiguousarray(frames), cached_face_track(frames, key).pixels()))
 
 
 def cached_landmarker_mesh(frames: np.ndarray, key: str, fps: float) -> np.ndarray:
     """:func:`evalkit.landmarks.landmarker_mesh` of :func:`cached_face_track`'s faces,
     ``(T, F, 478, 3)`` px, what the expression detector measures on; cached beside the track
-    (``<key>-<digest>[-<backend>]-landmarker.npy``)."""
-    from evalkit.landmarks import backend_tag, landmarker_mesh
+    (``<key>-<digest>[-<backend>]-landmarker-<fps>.npy``)."""
+    from evalkit.landmarks import landmarker_mesh
 
-    digest = hashlib.blake2b(frames.tobytes(), digest_size=8).hexdigest()
-    tag = backend_tag(LANDMARK_BACKEND)
-    path = CACHE / f"{key}-{digest}{'-' + tag if tag else ''}-landmarker-{fps:.3f}.npy"
-    if path.is_file():
-        return np.load(path)
-    mesh = landmarker_mesh(np.ascontiguousarray(frames), cached_face_track(frames, key).pixels(), fps)
-    try:
-        CACHE.mkdir(parents=True, exist_ok=True)
-        np.save(path, mesh)
-    except OSError as exc:
-        log.debug("landmarker mesh cache not written: %s", exc)
-    return mesh
+    return _cached(frames, key, f"-landmarker-{fps:.3f}", lambda: landmarker_mesh(
+        np.ascontiguousarray(frames), cached_face_track(frames, key).pixels(), fps))
 
 
 @lru_cache(maxsize=1)

